@@ -1,0 +1,1 @@
+"""dpflow I/O: image collections, chunked Zarr stores, checkpoints, bundled samples, reports."""
