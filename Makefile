@@ -13,7 +13,7 @@ $(BIN)/python:
 
 # torch first, from the CPU build on disk, so nothing pulls a multi-GB CUDA build.
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
-	@if [ ! -d /usr/share/dataset-fashion-mnist ] && command -v apt-get >/dev/null; then \
+	@if [ ! -d /usr/share/datasets/fashion-mnist ] && command -v apt-get >/dev/null; then \
 		(apt-get install -y -q dataset-fashion-mnist >/dev/null 2>&1 || \
 		 (apt-get update -q >/dev/null && apt-get install -y -q dataset-fashion-mnist >/dev/null)) || \
 		echo "warning: could not install dataset-fashion-mnist (apt); Fashion-MNIST will be unavailable"; \
