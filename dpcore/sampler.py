@@ -66,8 +66,11 @@ def check_measurement(y: Tensor, sigma_y: Tensor | float) -> Tensor:
 
 
 def make_noise(seed: int | None, sample_ids: Tensor | None, lam: Tensor, batch: int,
-               generator: torch.Generator | None) -> Callable:
-    """Counter noise keyed by (seed, sample id, lambda) when a seed is given, else a generator."""
+               generator: torch.Generator | None, noise: Callable | None = None) -> Callable:
+    """The noise source: ``noise`` if given; counter noise keyed by (seed, sample id, lambda)
+    when a seed is given; else the generator's stream."""
+    if noise is not None:
+        return noise
     if seed is None:
         return GeneratorNoise(generator)
     ids = torch.arange(batch) if sample_ids is None else torch.as_tensor(sample_ids).reshape(-1)
@@ -100,6 +103,7 @@ def variance_scaled_denoise(
     seed: int | None = None,
     sample_ids: Tensor | None = None,
     generator: torch.Generator | None = None,
+    noise: Callable | None = None,
     callback: Callable[[dict], None] | None = None,
 ) -> Tensor:
     """Denoise ``y = x + sigma_y n`` at every lambda of a grid, from the exact start at sigma_y.
@@ -107,7 +111,8 @@ def variance_scaled_denoise(
     Wang et al. (CVPR 2025), the variance-scaled reverse step (see module docstring), started at
     ``x_0 = y`` with ``sigma_0 = sigma_y`` (``y`` has the law of ``x_{sigma_y}``, so no guidance
     term is needed). All lambdas advance together: one denoiser call on ``L * B`` rows per step.
-    ``seed`` makes each (seed, sample id, lambda) draw the same noise whatever the batch.
+    ``seed`` makes each (seed, sample id, lambda) draw the same noise whatever the batch;
+    ``noise(draw, shape, dtype=, device=)`` replaces the noise source entirely (two draws a step).
 
     Returns ``(len(lambdas), *y.shape)``.
     """
@@ -118,7 +123,7 @@ def variance_scaled_denoise(
     lam = check_lambdas(lambdas)
     sigma = check_measurement(y, sigma_y)
     L, B = lam.numel(), y.shape[0]
-    noise = make_noise(seed, sample_ids, lam, B, generator)
+    noise = make_noise(seed, sample_ids, lam, B, generator, noise)
     # The grid is the batch: row l * B + b holds sample b at lambda l.
     x = y.unsqueeze(0).expand(L, *y.shape).reshape(L * B, *y.shape[1:]).clone()
     lam_rows = append_dims(lam.to(y).repeat_interleave(B), x.ndim)
@@ -157,6 +162,7 @@ def variance_scaled_dps(
     seed: int | None = None,
     sample_ids: Tensor | None = None,
     generator: torch.Generator | None = None,
+    noise: Callable | None = None,
     callback: Callable[[dict], None] | None = None,
 ) -> Tensor:
     """Variance-scaled reverse diffusion with DPS guidance for ``y = A x + sigma_y n``.
@@ -173,7 +179,7 @@ def variance_scaled_dps(
     check_measurement(y, sigma_y)  # DPS weights the residual norm, not sigma_y (Chung et al.)
     zeta = operator.dps_zeta if zeta is None else zeta
     L, B = lam.numel(), y.shape[0]
-    noise = make_noise(seed, sample_ids, lam, B, generator)
+    noise = make_noise(seed, sample_ids, lam, B, generator, noise)
     y_rows = y.unsqueeze(0).expand(L, *y.shape).reshape(L * B, *y.shape[1:])
     shape = torch.Size((L * B, *x_shape))
     lam_rows = append_dims(lam.to(y).repeat_interleave(B), len(shape))
