@@ -1,0 +1,138 @@
+"""The frontier flow: ingest -> fan out over chunks (sample, measure) -> aggregate -> report."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from contextlib import nullcontext
+from pathlib import Path
+
+from prefect import flow
+from prefect.context import FlowRunContext
+from prefect.futures import as_completed
+
+from tasks.aggregate import aggregate
+from tasks.common import FRONTIER, REPORT, RUN_JSON, STORE, WORK, RunConfig, atomic_write_text, check_config
+from tasks.ingest import ingest, list_chunks
+from tasks.measure import measure_chunk
+from tasks.report import report
+from tasks.sample import sample_chunk
+
+# The CLI sets this to advance a progress bar: called with (done, total) after each chunk.
+PROGRESS: Callable[[int, int], None] | None = None
+
+
+def prepare_run_dir(out: Path, config: RunConfig, *, overwrite: bool, resume: bool) -> None:
+    """Refuse to clobber an earlier run; check that a resumed run has the same settings."""
+    if overwrite and resume:
+        raise ValueError("give either --overwrite or --resume, not both")
+    run_json = out / RUN_JSON
+    earlier = run_json.exists() or (out / FRONTIER).exists()
+    if earlier and overwrite:
+        for name in (STORE, STORE + ".tmp", WORK, FRONTIER, REPORT, RUN_JSON):
+            target = out / name
+            shutil.rmtree(target, ignore_errors=True) if target.is_dir() else \
+                target.unlink(missing_ok=True)
+    elif earlier and resume:
+        if not run_json.exists():
+            raise ValueError(f"{out} holds a frontier but no {RUN_JSON}; cannot resume it")
+        before = RunConfig.from_json(run_json.read_text()).numeric_key()
+        diff = [k for k, v in config.numeric_key().items() if before.get(k) != v]
+        if diff:
+            raise ValueError(f"--resume with different settings than the run in {out}: "
+                             f"{', '.join(diff)} differ; use --overwrite to start again")
+    elif earlier:
+        raise ValueError(f"{out} already holds a run; pass --resume to continue it or "
+                         f"--overwrite to replace it")
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(run_json, config.to_json())
+
+
+def gpu_annotation():
+    """Ask Dask for one GPU per sampling task when the cluster has GPU workers."""
+    import dask
+
+    from flows.cluster import has_gpu_workers
+
+    runner = FlowRunContext.get().task_runner
+    client = getattr(runner, "client", None)
+    if client is not None and has_gpu_workers(client):
+        return dask.annotate(resources={"GPU": 1})
+    return nullcontext()
+
+
+@flow(name="frontier-pipeline")
+def frontier_pipeline(out: str, config: RunConfig) -> dict:
+    """The work itself, on whatever task runner the caller attached."""
+    # Ingest: the collection becomes the run's chunked store (once; resumed runs reuse it).
+    store = ingest(out, config)
+    chunks = list_chunks(store)
+    # Sample and measure: one task pair per chunk, spread over the Dask workers.
+    with gpu_annotation():
+        sampled = [sample_chunk.submit(store, g, k, out, config) for g, k in chunks]
+        measured = [measure_chunk.submit(store, g, k, out, config, wait_for=[s])
+                    for (g, k), s in zip(chunks, sampled, strict=True)]
+    failures, done = {}, 0
+    for _ in as_completed(measured):
+        done += 1
+        if PROGRESS is not None:
+            PROGRESS(done, len(chunks))
+    for (g, k), s, m in zip(chunks, sampled, measured, strict=True):
+        for state in (s.state, m.state):
+            if state.is_failed() or state.is_crashed():
+                error = state.result(raise_on_failure=False)
+                failures[(g, k)] = f"{type(error).__name__}: {error}".splitlines()[0]
+                break
+    good = [c for c in chunks if c not in failures]
+    if not good:
+        first = next(iter(failures.values()), "no chunks")
+        raise ValueError(f"every chunk failed ({first})")
+    # Aggregate: one dataset, written atomically.
+    frontier = aggregate(store, good, out, config)
+    # Report: PNG figures and a Markdown summary next to the dataset.
+    report_dir = report(frontier, str(Path(out) / REPORT))
+    return {"frontier": frontier, "report": report_dir, "chunks": len(chunks),
+            "failed": {f"{g}/{k}": msg for (g, k), msg in failures.items()}}
+
+
+@flow(name="frontier")
+def frontier(
+    source: str,
+    out: str,
+    sigma: float | None = None,
+    estimate_sigma: bool = False,
+    add_noise: float | None = None,
+    seed: int = 0,
+    lambdas: list[float] = [0.0, 0.25, 0.5, 0.75, 1.0],  # noqa: B006 (Prefect parameter)
+    steps: int = 20,
+    model: str = "sci-patches",
+    chunk_size: int = 16,
+    methods: list[str] = ["variance-scaled"],  # noqa: B006
+    workers: int | None = None,
+    dask_address: str | None = None,
+    overwrite: bool = False,
+    resume: bool = False,
+    sure: bool = True,
+) -> dict:
+    """Distortion-perception frontiers of a collection: per image and for the whole dataset.
+
+    ``lambdas`` scale the variance of the sampler's injected noise (0: mean path, 1: posterior
+    sampling); ``sigma`` is in units of the [0, 1]-scaled image. Writes OUT/frontier.zarr and
+    OUT/report/.
+    """
+    config = check_config(RunConfig(
+        source=str(source), lambdas=tuple(float(v) for v in lambdas), steps=steps, model=model,
+        seed=seed, chunk_size=chunk_size, sigma=sigma, estimate_sigma=estimate_sigma,
+        add_noise=add_noise, methods=tuple(methods), sure=sure))
+    run_dir = Path(out).resolve()
+    prepare_run_dir(run_dir, config, overwrite=overwrite, resume=resume)
+    from flows.cluster import task_runner
+
+    pipeline = frontier_pipeline.with_options(task_runner=task_runner(workers, dask_address))
+    return pipeline(str(run_dir), config)
+
+
+if __name__ == "__main__":
+    import sys
+
+    frontier(source=sys.argv[1], out=sys.argv[2], add_noise=0.1)

@@ -1,0 +1,61 @@
+"""Aggregate the chunk results of a run into the frontier dataset (OUT/frontier.zarr)."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+from prefect import task
+from prefect.cache_policies import NONE
+
+from data.store import open_store, read_chunk
+from tasks.common import FRONTIER, WORK, RunConfig, chunk_name, model_identity
+from tasks.measure import metric_modules
+
+
+def chunk_record(store_path: str, group: str, chunk_index: int, run_dir: str,
+                 keep_denoised: bool) -> dict:
+    """One chunk's images, coordinates and metrics, read back from the run directory."""
+    chunk = read_chunk(store_path, group, chunk_index)
+    work = Path(run_dir) / WORK / chunk_name(group, chunk_index)
+    with np.load(f"{work}.denoised.npz") as f:
+        record = {"denoised": f["denoised"] if keep_denoised else None, "reasons": f["reasons"]}
+    with np.load(f"{work}.metrics.npz") as f:
+        record.update({k: f[k] for k in f.files if k != "index"})
+    record.update({"index": np.asarray(chunk["index"]), "ids": np.asarray(chunk["ids"], object),
+                   "source": np.asarray(chunk["sources"], object),
+                   "sigma": np.asarray(chunk["sigma"], np.float64),
+                   "shape": tuple(np.asarray(chunk["noisy"]).shape[1:])})
+    record["has_clean"] = chunk.get("clean") is not None
+    return record
+
+
+def build_frontier(store_path: str, chunks: list[tuple[str, int]], run_dir: str,
+                   config: RunConfig, overwrite: bool = False) -> Path:
+    """The body of :func:`aggregate`."""
+    from data.frontier import assemble, write_frontier
+
+    records = [chunk_record(store_path, g, k, run_dir, config.keep_denoised) for g, k in chunks]
+    store = open_store(store_path)
+    _, _, definition = metric_modules()
+    attrs = {
+        "title": "distortion-perception frontiers of variance-scaled denoising",
+        "config": config.to_json(),
+        "model": json.dumps(model_identity(config.model)),
+        "perception_definition": definition,
+        "skipped_inputs": json.dumps([{"id": s.id, "source": s.source, "reason": s.reason}
+                                      for s in store.skipped]),
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+    ds = assemble(records, lambdas=list(config.lambdas), methods=list(config.methods), attrs=attrs,
+                  has_clean=any(r["has_clean"] for r in records), has_sure=config.sure)
+    return write_frontier(ds, Path(run_dir) / FRONTIER, overwrite=True)
+
+
+@task(name="aggregate", retries=1, retry_delay_seconds=2, cache_policy=NONE)
+def aggregate(store_path: str, chunks: list[tuple[str, int]], run_dir: str,
+              config: RunConfig) -> str:
+    """Assemble every chunk's results into OUT/frontier.zarr (written atomically)."""
+    return str(build_frontier(store_path, chunks, run_dir, config))

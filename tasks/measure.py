@@ -1,0 +1,84 @@
+"""Per-image metrics of a sampled chunk: mse / psnr / ssim against the clean reference when there
+is one, Stein's unbiased risk estimate of the MSE whenever sigma is known, and the perception
+index."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from prefect import task
+from prefect.cache_policies import NONE
+
+from data.store import read_chunk
+from tasks.common import WORK, RunConfig, atomic_savez, chunk_name, device_name, get_denoiser
+from tasks.sample import denoise_grid, set_threads
+
+
+def metric_modules():
+    """(sure_mse_grid, perception_index, definition): the project's metrics, or the temporary
+    stand-ins until dpcore/sure.py and dpcore/perceptual.py land."""
+    from dpcore.sure import sure_mse_grid
+
+    try:
+        from dpcore.perceptual import PERCEPTION_DEFINITION as definition
+        from dpcore.perceptual import perception_index
+    except ImportError:
+        from tasks._standin import PERCEPTION_DEFINITION as definition
+        from tasks._standin import perception_index
+    return sure_mse_grid, perception_index, definition
+
+
+def run_metrics(store_path: str, group: str, chunk_index: int, run_dir: str,
+                config: RunConfig) -> Path:
+    """The body of :func:`measure_chunk`."""
+    from dpcore import metrics
+
+    path = Path(run_dir) / WORK / f"{chunk_name(group, chunk_index)}.metrics.npz"
+    if path.exists():
+        return path
+    set_threads()
+    sure_mse_grid, perception_index, _ = metric_modules()
+    chunk = read_chunk(store_path, group, chunk_index)
+    with np.load(Path(run_dir) / WORK / f"{chunk_name(group, chunk_index)}.denoised.npz") as f:
+        denoised, reasons = f["denoised"], f["reasons"]
+    good = reasons == ""
+    M, L, B = denoised.shape[:3]
+    names = ["mse", "psnr", "ssim", "perception", "sure_mse"]
+    values = {k: np.full((M, L, B), np.nan, np.float64) for k in names}
+    clean = chunk.get("clean")
+    y = torch.from_numpy(np.asarray(chunk["noisy"], np.float32)[good])
+    sigma = torch.from_numpy(np.asarray(chunk["sigma"], np.float64)[good]).float()
+    ids = torch.as_tensor(np.asarray(chunk["index"])[good], dtype=torch.long)
+    ref = torch.from_numpy(np.asarray(clean, np.float32)[good]) if clean is not None else None
+    device = device_name()
+    for m, method in enumerate(config.methods):
+        if not good.any():
+            break
+        x = torch.from_numpy(denoised[m][:, good])  # (L, b, C, H, W)
+        for l in range(L):
+            if ref is not None:
+                values["mse"][m, l, good] = metrics.mse(x[l], ref).numpy()
+                values["psnr"][m, l, good] = metrics.psnr(x[l], ref).numpy()
+                values["ssim"][m, l, good] = metrics.ssim(x[l], ref).numpy()
+            # Without a clean reference the perception index compares with the measurement.
+            values["perception"][m, l, good] = perception_index(
+                x[l], ref if ref is not None else y).double().numpy()
+        if config.sure:
+            model = get_denoiser(config.model, device)
+
+            def f(v, method=method, model=model):
+                return denoise_grid(model, v.to(device), sigma.to(device), config, method,
+                                    ids).float().cpu()
+
+            values["sure_mse"][m][:, good] = sure_mse_grid(
+                f, y, sigma, fy=x, seed=config.seed, sample_ids=ids).double().numpy()
+    return atomic_savez(path, index=np.asarray(chunk["index"]), **values)
+
+
+@task(name="measure-chunk", cache_policy=NONE)
+def measure_chunk(store_path: str, group: str, chunk_index: int, run_dir: str,
+                  config: RunConfig) -> str:
+    """Per-image metrics of one sampled chunk; write OUT/.work/<chunk>.metrics.npz."""
+    return str(run_metrics(store_path, group, chunk_index, run_dir, config))
