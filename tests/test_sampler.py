@@ -6,9 +6,10 @@ import pytest
 import torch
 
 from dpcore import theory
+from dpcore.diagnostics import exact_end_covariance
 from dpcore.metrics import w2_samples
 from dpcore.sampler import DEFAULT_STEPS, variance_scaled_denoise
-from tests.gaussian_cases import anisotropic_gaussian, exact_end_covariance, two_d_mixture
+from tests.gaussian_cases import anisotropic_gaussian, two_d_mixture
 
 SIGMAS_Y = [0.1, 0.5, 2.0]
 
