@@ -71,6 +71,14 @@ class OutputWriteError(OSError):
         return str(self.strerror or self.args[0])
 
 
+def _disk_full(folder: Path, error: OSError) -> bool:
+    try:
+        free = shutil.disk_usage(folder).free
+    except OSError:
+        return False
+    return free < 2**20 or "written" in str(error)
+
+
 @contextlib.contextmanager
 def atomic_output(final: str | os.PathLike, *, overwrite: bool = False) -> Iterator[Path]:
     """Yield a hidden temporary directory beside ``final``; rename it to ``final`` on success.
@@ -102,6 +110,8 @@ def atomic_output(final: str | os.PathLike, *, overwrite: bool = False) -> Itera
         temporary = None
     except OSError as error:
         reason = _IO_ERRORS.get(error.errno or 0)
+        if reason is None and error.errno is None and _disk_full(final.parent, error):
+            reason = _IO_ERRORS[errno.ENOSPC]  # a short write (numpy, tifffile) carries no errno
         if reason is None or isinstance(error, OutputExistsError):
             raise
         raise OutputWriteError(error.errno, f"cannot write {final}: {reason}; nothing was "
