@@ -249,6 +249,17 @@ def test_collection_is_reiterable_and_streams(tmp_path, rng):
     assert len(collection.skipped) == 11
 
 
+def test_images_are_decoded_one_at_a_time(tmp_path, rng):
+    for name in ("a", "b", "c"):
+        tifffile.imwrite(tmp_path / f"{name}.tif", rng.integers(0, 255, (16, 16), np.uint8))
+    items = open_collection(tmp_path).items()
+    assert next(items).id == "a"
+    (tmp_path / "c.tif").write_bytes(b"")  # damaged after the first image was read
+    rest = list(items)
+    assert [(r.id, getattr(r, "reason", None)) for r in rest] == [
+        ("b", None), ("c", "empty file (0 bytes)")]
+
+
 def test_collection_level_errors(tmp_path):
     with pytest.raises(ValueError, match="source not found"):
         open_collection(tmp_path / "missing")
