@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-from collections.abc import Callable
 from contextlib import nullcontext
 from pathlib import Path
 
@@ -11,15 +10,13 @@ from prefect import flow
 from prefect.context import FlowRunContext
 from prefect.futures import as_completed
 
+from flows import progress
 from tasks.aggregate import aggregate
 from tasks.common import FRONTIER, REPORT, RUN_JSON, STORE, WORK, RunConfig, atomic_write_text, check_config
 from tasks.ingest import ingest, list_chunks
 from tasks.measure import measure_chunk
 from tasks.report import report
 from tasks.sample import sample_chunk
-
-# The CLI sets this to advance a progress bar: called with (done, total) after each chunk.
-PROGRESS: Callable[[int, int], None] | None = None
 
 
 def prepare_run_dir(out: Path, config: RunConfig, *, overwrite: bool, resume: bool) -> None:
@@ -75,8 +72,7 @@ def frontier_pipeline(out: str, config: RunConfig) -> dict:
     failures, done = {}, 0
     for _ in as_completed(measured):
         done += 1
-        if PROGRESS is not None:
-            PROGRESS(done, len(chunks))
+        progress.report(done, len(chunks))
     for (g, k), s, m in zip(chunks, sampled, measured, strict=True):
         for state in (s.state, m.state):
             if state.is_failed() or state.is_crashed():
