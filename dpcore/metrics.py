@@ -6,7 +6,10 @@ Images are ``(B, C, H, W)`` (or any ``(B, ...)`` for MSE) in [0, 1] units unless
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from dpcore.theory import gaussian_w2
@@ -76,3 +79,195 @@ def frechet_distance(a: Tensor, b: Tensor, *, ridge: float = 1e-6) -> float:
     eye = torch.eye(ca.shape[0], dtype=ca.dtype)
     scale = ridge * 0.5 * float(torch.trace(ca) + torch.trace(cb)) / ca.shape[0]
     return float(gaussian_w2(ma, ca + scale * eye, mb, cb + scale * eye))
+
+
+# Dataset-level distances on sample sets, with their finite-sample floor.
+
+
+def sliced_w2(a: Tensor, b: Tensor, *, n_projections: int = 256, seed: int = 0) -> float:
+    """Sliced 2-Wasserstein distance between sample sets ``(n, ...)`` and ``(m, ...)`` in pixel
+    space (Bonneel et al. 2015; POT's ``sliced_wasserstein_distance``, seeded projections)."""
+    import ot
+
+    a = a.reshape(a.shape[0], -1).double().cpu().numpy()
+    b = b.reshape(b.shape[0], -1).double().cpu().numpy()
+    if a.shape[1] != b.shape[1]:
+        raise ValueError(f"sample sets differ in dimension: {a.shape[1]} vs {b.shape[1]}")
+    return float(ot.sliced_wasserstein_distance(a, b, n_projections=n_projections, p=2, seed=seed))
+
+
+def kid(a: Tensor, b: Tensor, *, subset_size: int = 1000, n_subsets: int = 100,
+        seed: int = 0) -> float:
+    """Kernel inception-style distance between feature sets ``(n, k)`` and ``(m, k)``.
+
+    Unbiased MMD^2 with the cubic polynomial kernel ``(a.b / k + 1)^3`` (Binkowski, Sutherland,
+    Arbel, Gretton, ICLR 2018), averaged over ``n_subsets`` seeded subsets of ``subset_size``
+    (one pass on the full sets when both are smaller). Near 0 (either sign) for equal laws.
+    """
+    a, b = a.reshape(a.shape[0], -1).double(), b.reshape(b.shape[0], -1).double()
+    if min(len(a), len(b)) < 2:
+        raise ValueError("kid needs at least 2 samples in each set")
+    size = min(subset_size, len(a), len(b))
+    full = size == len(a) == len(b)
+    gen = torch.Generator().manual_seed(seed)
+    values = []
+    for _ in range(1 if full else n_subsets):
+        x = a if full else a[torch.randperm(len(a), generator=gen)[:size]]
+        y = b if full else b[torch.randperm(len(b), generator=gen)[:size]]
+        values.append(_mmd2_unbiased(x, y))
+    return float(torch.stack(values).mean())
+
+
+def _mmd2_unbiased(x: Tensor, y: Tensor) -> Tensor:
+    k = x.shape[1]
+    kxx, kyy, kxy = ((u @ v.T / k + 1) ** 3 for u, v in ((x, x), (y, y), (x, y)))
+    m, n = len(x), len(y)
+    off = (kxx.sum() - kxx.diagonal().sum()) / (m * (m - 1))
+    off = off + (kyy.sum() - kyy.diagonal().sum()) / (n * (n - 1))
+    return off - 2 * kxy.mean()
+
+
+@torch.no_grad()
+def embed(x: Tensor, embedding: Callable[[Tensor], Tensor], *, batch_size: int = 64) -> Tensor:
+    """Apply a feature map (e.g. ``dpcore.perceptual.VGGEmbedding``) in batches, ``(n, k)``."""
+    return torch.cat([embedding(chunk) for chunk in x.split(batch_size)])
+
+
+def fd_vgg(x: Tensor, ref: Tensor, *, embedding: Callable[[Tensor], Tensor],
+           ridge: float = 1e-6) -> float:
+    """FD-VGG: the Frechet distance of VGG16 features (not FID: no Inception network here)."""
+    return frechet_distance(embed(x, embedding), embed(ref, embedding), ridge=ridge)
+
+
+def kid_vgg(x: Tensor, ref: Tensor, *, embedding: Callable[[Tensor], Tensor], **kwargs) -> float:
+    """KID on VGG16 features (see :func:`kid`)."""
+    return kid(embed(x, embedding), embed(ref, embedding), **kwargs)
+
+
+def with_floor(metric: Callable[[Tensor, Tensor], float], ref: Tensor, held_out_ref: Tensor,
+               x: Tensor) -> tuple[float, float]:
+    """``(metric(x, ref), metric(held_out_ref, ref))``: a set-distance estimate and its
+    finite-sample floor, the value two independent draws of the reference law already give.
+    Use a held-out set of the same size as ``x`` so both carry the same sampling bias."""
+    if len(held_out_ref) != len(x):
+        raise ValueError(f"held_out_ref has {len(held_out_ref)} samples, x has {len(x)}; "
+                         "use equal sizes so value and floor share their sampling bias")
+    return metric(x, ref), metric(held_out_ref, ref)
+
+
+# Exact W2 for low-dimensional cases (2-D mixtures, Gaussians) against exact samples.
+
+
+def conditional_w2(samples: Tensor, posterior_samples: Tensor, **kwargs) -> Tensor:
+    """Per-measurement W2 between ``(B, K, ...)`` outputs and ``(B, M, ...)`` exact posterior
+    samples: the conditional perception of Wang et al. (CVPR 2025), ``(B,)``."""
+    if samples.shape[0] != posterior_samples.shape[0] or samples.ndim < 3:
+        raise ValueError(f"expected (B, K, ...) and (B, M, ...); got {tuple(samples.shape)} "
+                         f"and {tuple(posterior_samples.shape)}")
+    pairs = zip(samples, posterior_samples, strict=True)
+    return torch.tensor([w2_samples(s, p, **kwargs) for s, p in pairs], dtype=torch.float64)
+
+
+def unconditional_w2(outputs: Tensor, prior_samples: Tensor, **kwargs) -> float:
+    """W2 between all outputs ``(N, ...)`` and prior samples ``(M, ...)``: the dataset-level
+    perception of Freirich et al. (2021)."""
+    return w2_samples(outputs, prior_samples, **kwargs)
+
+
+# Per-image perception for the frontier.
+
+
+def patch_sw(x: Tensor, ref: Tensor, *, patch_sizes: tuple[int, ...] = (4, 8), scales: int = 3,
+             n_projections: int = 64, stride: int = 1, min_patches: int = 16,
+             seed: int = 0) -> Tensor:
+    """Multiscale patch sliced-Wasserstein distance between each image and its reference, ``(B,)``.
+
+    Each image is treated as the empirical law of its overlapping ``p x p`` patches (all ``C``
+    channels), at ``scales`` dyadic scales (2x2 average pooling between scales). Per scale and
+    patch size, the squared sliced W2 (Rabin et al. 2011; Bonneel et al. 2015) over
+    ``n_projections`` seeded unit directions is computed by sorting projections; configurations
+    with fewer than ``min_patches`` patches are skipped. The result is the square root of the
+    mean over configurations: intensity units, comparable to an RMSE, exactly 0 for identical
+    images, invariant to where patches sit (a realistic texture with other details scores low;
+    a blurred or noisy image scores high). Projections are the same for every image.
+    """
+    if x.shape != ref.shape or x.ndim != 4:
+        raise ValueError(f"expected two (B, C, H, W) batches of equal shape; got "
+                         f"{tuple(x.shape)} and {tuple(ref.shape)}")
+    gen = torch.Generator().manual_seed(seed)
+    total, count = torch.zeros(x.shape[0], dtype=torch.float64, device=x.device), 0
+    both = torch.cat([x, ref]).double()
+    for s in range(scales):
+        if s > 0:
+            if min(both.shape[-2:]) < 2:
+                break
+            both = F.avg_pool2d(both, 2)
+        for p in patch_sizes:
+            n = [(side - p) // stride + 1 for side in both.shape[-2:]]
+            theta = torch.randn(n_projections, both.shape[1] * p * p, generator=gen,
+                                dtype=torch.float64)
+            if min(n) < 1 or n[0] * n[1] < min_patches:
+                continue
+            theta = (theta / theta.norm(dim=1, keepdim=True)).to(both.device)
+            proj = (theta @ F.unfold(both, p, stride=stride)).sort(dim=-1).values
+            px, pr = proj.chunk(2)
+            total += (px - pr).pow(2).mean((1, 2))
+            count += 1
+    if count == 0:
+        raise ValueError(f"images of size {tuple(x.shape[-2:])} are too small for patch sizes "
+                         f"{patch_sizes} with at least {min_patches} patches")
+    return (total / count).sqrt().to(x.dtype)
+
+
+PERCEPTION_KINDS = {
+    "patch_sw": (
+        "multiscale patch sliced-Wasserstein distance between the reconstruction and its clean "
+        "reference (dpcore.metrics.patch_sw): overlapping 4x4 and 8x8 patches at 3 dyadic "
+        "scales, 64 seeded unit projections, sqrt of the mean squared sliced W2; intensity "
+        "units, 0 for identical images; compares patch statistics, not pixel positions"
+    ),
+    "lpips_alex": "LPIPS v0.1, AlexNet backbone (Zhang et al. 2018), images < 32 px upsampled to 64",
+    "lpips_vgg": "LPIPS v0.1, VGG16 backbone (Zhang et al. 2018), images < 32 px upsampled to 64",
+    "dists": "DISTS with the authors' alpha/beta (Ding et al. 2020), images < 32 px upsampled to 64",
+}
+DEFAULT_PERCEPTION = "patch_sw"
+PERCEPTION_DEFINITION = PERCEPTION_KINDS[DEFAULT_PERCEPTION]
+
+
+def perception_index(x: Tensor, ref: Tensor, *, kind: str = DEFAULT_PERCEPTION,
+                     model: Callable[[Tensor, Tensor], Tensor] | None = None,
+                     seed: int = 0) -> Tensor:
+    """The per-image ``perception`` variable of the frontier, ``(B,)``: lower is better.
+
+    ``kind`` names the definition (``PERCEPTION_KINDS[kind]``, store it in the dataset attrs).
+    The default, ``patch_sw``, needs no network; the learned kinds need ``model``, the matching
+    ``dpcore.perceptual.LPIPS`` / ``DISTS`` module built from ``data.weights``.
+    """
+    if kind not in PERCEPTION_KINDS:
+        raise ValueError(f"unknown perception kind {kind!r}; choose one of {tuple(PERCEPTION_KINDS)}")
+    if kind == "patch_sw":
+        return patch_sw(x, ref, seed=seed)
+    if model is None:
+        raise ValueError(f"perception kind {kind!r} needs model= (a dpcore.perceptual module)")
+    return model(x, ref)
+
+
+def residual_noise_distance(y: Tensor, x_hat: Tensor, sigma_y: Tensor | float, *,
+                            seed: int = 0, sample_ids: Tensor | None = None) -> Tensor:
+    """No-reference proxy, ``(B,)``: patch sliced-W2 between the residual ``y - x_hat`` and white
+    Gaussian noise of std ``sigma_y``, divided by ``sigma_y``.
+
+    An exact posterior sample leaves a residual distributed as the measurement noise (``(y, x_hat)``
+    has the law of ``(y, x)``), while an MMSE estimate leaves a smaller, coloured residual. So the
+    value falls towards its floor (the value for true noise, about 0.1 for 28x28 images) as the
+    output approaches posterior sampling. It is a consistency check, not a perception measure:
+    it cannot see whether ``x_hat`` looks like a clean image. The noise is keyed by
+    (seed, sample id), so values do not depend on the chunking.
+    """
+    from dpcore.sampler import check_measurement
+    from dpcore.sure import probes
+
+    sigma = check_measurement(y, sigma_y)
+    white = probes(y.shape, seed=seed, sample_ids=sample_ids, dtype=y.dtype, device=y.device)
+    scale = sigma.reshape(-1, *([1] * (y.ndim - 1)))
+    return patch_sw((y - x_hat) / scale, white, patch_sizes=(4,), scales=2, seed=seed)
