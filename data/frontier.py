@@ -166,7 +166,8 @@ def load_frontier(path: str | Path) -> xr.Dataset:
     ds = xr.open_zarr(path)
     # Small string coordinates as Python objects, so that ``ds.sel(method="k-average")`` works.
     strings = [k for k, v in ds.coords.items() if v.dtype.kind in "OUT" and v.ndim == 1]
-    return ds.assign_coords({k: ds[k].values.astype(object) for k in strings})
+    return ds.assign_coords({k: (ds[k].dims, ds[k].values.astype(object), ds[k].attrs)
+                             for k in strings})
 
 
 def run_config(ds: xr.Dataset) -> dict:

@@ -1,0 +1,144 @@
+"""The pipeline's task logic, called directly (``.fn`` / plain bodies): values, not just shapes."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from data.analytic import expected_mse, mse_spread, write_gaussian_collection
+from tasks.aggregate import build_frontier
+from tasks.common import WORK, RunConfig, check_config, get_denoiser
+from tasks.export import choose_lambdas, knee_index
+from tasks.ingest import ingest, list_chunks
+from tasks.measure import run_metrics
+from tasks.sample import method_knobs, run_sampler
+
+SIGMA = 0.1
+LAMS = (0.0, 0.5, 1.0)
+
+
+def run_direct(out, config: RunConfig):
+    """The flow's work without Prefect or Dask, chunk after chunk."""
+    store = ingest.fn(str(out), config)
+    chunks = list_chunks.fn(store)
+    for g, k in chunks:
+        run_sampler(store, g, k, str(out), config)
+        run_metrics(store, g, k, str(out), config)
+    from data.frontier import load_frontier
+
+    return load_frontier(build_frontier(store, chunks, str(out), config)), store, chunks
+
+
+@pytest.fixture(scope="module")
+def big_gaussian(tmp_path_factory):
+    return write_gaussian_collection(tmp_path_factory.mktemp("big"), 300, seed=7)
+
+
+def test_frontier_matches_gaussian_theory(big_gaussian, tmp_path):
+    """Mean MSE per lambda is (1 + lambda) tr(S_y) / d (MATH.md), within the Monte-Carlo error of
+    300 images (closed-form spread) plus 1% for the 20-step discretisation; SURE agrees too."""
+    torch.set_num_threads(1)
+    images, prior = big_gaussian
+    config = RunConfig(source=str(images), model=f"gaussian:{prior}", add_noise=SIGMA,
+                       lambdas=LAMS, steps=20, chunk_size=128)
+    ds, _, _ = run_direct(tmp_path / "run", config)
+    theory = expected_mse(prior, SIGMA, LAMS)
+    n = ds.sizes["image"]
+    for l, lam in enumerate(LAMS):
+        got = float(ds.dataset_mse.values[l])
+        tol = 4 * mse_spread(prior, SIGMA, lam) / np.sqrt(n) + 0.01 * theory[l]
+        assert abs(got - theory[l]) < tol, (lam, got, theory[l], tol)
+        sure = ds.sure_mse.values[:, l]
+        sure_tol = 4 * np.std(sure - ds.mse.values[:, l]) / np.sqrt(n) + tol
+        assert abs(sure.mean() - theory[l]) < sure_tol, (lam, sure.mean(), theory[l])
+    # The slope is the posterior trace: distinguishes variance scaling from std scaling.
+    assert ds.dataset_mse.values[-1] / ds.dataset_mse.values[0] == pytest.approx(2, rel=0.06)
+
+
+def test_results_do_not_depend_on_chunk_size(gaussian_collection, tmp_path):
+    images, prior = gaussian_collection
+    runs = []
+    for size in (5, 24):
+        config = RunConfig(source=str(images), model=f"gaussian:{prior}", add_noise=SIGMA,
+                           lambdas=LAMS, steps=8, chunk_size=size)
+        runs.append(run_direct(tmp_path / f"c{size}", config)[0])
+    for name in ("denoised", "mse", "sure_mse", "perception", "on_frontier"):
+        np.testing.assert_allclose(runs[0][name].values, runs[1][name].values, rtol=1e-5,
+                                   atol=1e-7, err_msg=name)
+    assert list(runs[0].id.values) == list(runs[1].id.values)
+
+
+def test_bad_image_is_skipped_rest_completes(tmp_path, gaussian_collection):
+    """A NaN pixel in one image: that image is recorded as skipped, every other one computed."""
+    _, prior = gaussian_collection
+    images = write_gaussian_collection(tmp_path / "in", 6, seed=2)[0]
+    data = np.load(images)
+    data[3, 0, 2, 2] = np.nan
+    np.save(images, data)
+    config = RunConfig(source=str(images), model=f"gaussian:{prior}", sigma=SIGMA, lambdas=LAMS,
+                       steps=4, chunk_size=4)
+    ds, _, _ = run_direct(tmp_path / "run", config)
+    skipped = json.loads(ds.attrs["skipped_inputs"])
+    reasons = {s["id"]: s["reason"] for s in skipped}
+    per_image = {i: r for i, r in zip(ds.id.values, ds.skip_reason.values, strict=True) if r}
+    bad = {**reasons, **per_image}
+    assert len(bad) == 1 and ("nan" in next(iter(bad.values())).lower()
+                              or "finite" in next(iter(bad.values())).lower())
+    good = ds.skip_reason.values == ""
+    assert np.isfinite(ds.sure_mse.values[good]).all() and good.sum() >= 5
+
+
+def test_chunk_results_are_kept_on_resume(gaussian_collection, tmp_path):
+    """A finished chunk's file is never rewritten (a resumed run recomputes only the others)."""
+    images, prior = gaussian_collection
+    config = RunConfig(source=str(images), model=f"gaussian:{prior}", add_noise=SIGMA,
+                       lambdas=LAMS, steps=4, chunk_size=10)
+    run_direct(tmp_path, config)
+    files = sorted((tmp_path / WORK).glob("*.npz"))
+    assert len(files) == 6  # 3 chunks x (denoised, metrics)
+    stamps = {f: f.stat().st_mtime_ns for f in files}
+    files[0].unlink()
+    run_direct(tmp_path, config)
+    assert files[0].exists()
+    assert all(f.stat().st_mtime_ns == stamps[f] for f in files[1:])
+
+
+def test_channel_mismatch_is_refused(gaussian_collection):
+    _, prior = gaussian_collection
+    with pytest.raises(ValueError, match="channel"):
+        get_denoiser(f"gaussian:{prior}", "cpu", expect_channels=3)
+
+
+@pytest.mark.parametrize("field,value,match", [
+    ("lambdas", (0.0, 1.5), "lambdas"), ("lambdas", (0.5, 0.5), "duplicates"),
+    ("sigma", -0.1, "sigma"), ("steps", 0, "steps"), ("methods", ("magic",), "unknown method"),
+    ("add_noise", 0.0, "add-noise"),
+])
+def test_bad_parameters_are_refused(field, value, match):
+    with pytest.raises(ValueError, match=match):
+        check_config(RunConfig(source="x", **{field: value}))
+
+
+def test_method_knobs_match_gaussian_mse():
+    """k-average uses K = round(1 / lambda) (lambda = 0: the mean path), interpolate
+    alpha = sqrt(lambda): both give MSE (1 + lambda) tr S_y for a Gaussian posterior."""
+    assert method_knobs("k-average", (0.0, 0.25, 0.5, 1.0)) == [0.0, 4.0, 2.0, 1.0]
+    assert method_knobs("k-average", (0.001,)) == [16.0]
+    assert method_knobs("interpolate", (0.0, 0.25, 1.0)) == [0.0, 0.5, 1.0]
+
+
+def test_knee_and_budget_operating_points():
+    import xarray as xr
+
+    # An L-shaped curve: the corner (index 2) is the knee.
+    assert knee_index(np.array([4.0, 2.0, 1.0, 0.9, 0.8]), np.array([1.0, 1.1, 1.2, 3.0, 6.0])) == 2
+    lam = np.array([0.0, 0.5, 1.0])
+    ds = xr.Dataset({"mse": (("image", "lam"), [[1.0, 2.0, 3.0], [1.0, 1.5, 1.9], [4, 5, 6]])},
+                    coords={"lam": lam})
+    np.testing.assert_array_equal(choose_lambdas(ds, "budget=2.0"), [1, 2, 0])
+    np.testing.assert_array_equal(choose_lambdas(ds, "lambda=0.5"), [1, 1, 1])
+    with pytest.raises(ValueError, match="not in the run's grid"):
+        choose_lambdas(ds, "lambda=0.3")
