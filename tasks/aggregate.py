@@ -12,7 +12,7 @@ from prefect.cache_policies import NONE
 
 from data.store import open_store, read_chunk
 from tasks.common import FRONTIER, WORK, RunConfig, chunk_name, model_identity
-from tasks.measure import metric_modules
+from tasks.measure import perception_definition
 
 
 def chunk_record(store_path: str, group: str, chunk_index: int, run_dir: str,
@@ -39,12 +39,11 @@ def build_frontier(store_path: str, chunks: list[tuple[str, int]], run_dir: str,
 
     records = [chunk_record(store_path, g, k, run_dir, config.keep_denoised) for g, k in chunks]
     store = open_store(store_path)
-    _, _, definition = metric_modules()
     attrs = {
         "title": "distortion-perception frontiers of variance-scaled denoising",
         "config": config.to_json(),
         "model": json.dumps(model_identity(config.model)),
-        "perception_definition": definition,
+        "perception_definition": perception_definition(store.has_clean),
         "skipped_inputs": json.dumps([{"id": s.id, "source": s.source, "reason": s.reason}
                                       for s in store.skipped]),
         "created": datetime.now(UTC).isoformat(timespec="seconds"),

@@ -15,19 +15,17 @@ from data.store import read_chunk
 from tasks.common import WORK, RunConfig, atomic_savez, chunk_name, device_name, get_denoiser
 from tasks.sample import denoise_grid, set_threads
 
+NO_REFERENCE_DEFINITION = (
+    "no clean reference: dpcore.metrics.residual_noise_distance, the patch sliced-W2 distance "
+    "between the residual (y - x_hat) / sigma and white Gaussian noise (a consistency proxy that "
+    "falls as the output approaches posterior sampling; not a perception measure)")
 
-def metric_modules():
-    """(sure_mse_grid, perception_index, definition): the project's metrics, or the temporary
-    stand-ins until dpcore/sure.py and dpcore/perceptual.py land."""
-    from dpcore.sure import sure_mse_grid
 
-    try:
-        from dpcore.perceptual import PERCEPTION_DEFINITION as definition
-        from dpcore.perceptual import perception_index
-    except ImportError:
-        from tasks._standin import PERCEPTION_DEFINITION as definition
-        from tasks._standin import perception_index
-    return sure_mse_grid, perception_index, definition
+def perception_definition(has_clean: bool) -> str:
+    """What the ``perception`` variable means in a run with or without clean references."""
+    from dpcore.metrics import PERCEPTION_DEFINITION
+
+    return PERCEPTION_DEFINITION if has_clean else NO_REFERENCE_DEFINITION
 
 
 def run_metrics(store_path: str, group: str, chunk_index: int, run_dir: str,
@@ -39,7 +37,7 @@ def run_metrics(store_path: str, group: str, chunk_index: int, run_dir: str,
     if path.exists():
         return path
     set_threads()
-    sure_mse_grid, perception_index, _ = metric_modules()
+    from dpcore.sure import sure_mse_grid
     chunk = read_chunk(store_path, group, chunk_index)
     with np.load(Path(run_dir) / WORK / f"{chunk_name(group, chunk_index)}.denoised.npz") as f:
         denoised, reasons = f["denoised"], f["reasons"]
@@ -62,9 +60,12 @@ def run_metrics(store_path: str, group: str, chunk_index: int, run_dir: str,
                 values["mse"][m, l, good] = metrics.mse(x[l], ref).numpy()
                 values["psnr"][m, l, good] = metrics.psnr(x[l], ref).numpy()
                 values["ssim"][m, l, good] = metrics.ssim(x[l], ref).numpy()
-            # Without a clean reference the perception index compares with the measurement.
-            values["perception"][m, l, good] = perception_index(
-                x[l], ref if ref is not None else y).double().numpy()
+            if ref is not None:
+                index = metrics.perception_index(x[l], ref, seed=config.seed)
+            else:  # no reference: how far the residual is from the measurement noise
+                index = metrics.residual_noise_distance(y, x[l], sigma, seed=config.seed,
+                                                        sample_ids=ids)
+            values["perception"][m, l, good] = index.double().numpy()
         if config.sure:
             model = get_denoiser(config.model, device)
 
