@@ -31,7 +31,7 @@ def test_identical_images_are_perfect():
     assert metrics.mse(x, x).eq(0).all()
     assert metrics.sse(x, x).eq(0).all()
     torch.testing.assert_close(metrics.ssim(x, x), torch.ones(len(x)))
-    assert metrics.psnr(x, x).isinf().all() or (metrics.psnr(x, x) > 100).all()
+    assert metrics.psnr(x, x).isinf().all()
     assert metrics.patch_sw(x, x).eq(0).all()
 
 

@@ -50,11 +50,11 @@ def test_gaussian_prior_mean_sure_matches_true_mse_for_every_lambda():
 
 
 def test_digits_with_nonlinear_mixture_denoiser():
-    sklearn_datasets = pytest.importorskip("sklearn.datasets")
+    from sklearn.datasets import load_digits
     from sklearn.mixture import GaussianMixture
 
     torch.set_num_threads(1)
-    digits = torch.from_numpy(sklearn_datasets.load_digits().data) / 16.0  # (1797, 64) in [0, 1]
+    digits = torch.from_numpy(load_digits().data) / 16.0  # (1797, 64) in [0, 1]
     gmm = GaussianMixture(8, covariance_type="full", reg_covar=1e-2, random_state=0)
     gmm.fit(digits[:1000].numpy())
     prior = GMMDenoiser(*(torch.from_numpy(a) for a in (gmm.weights_, gmm.means_, gmm.covariances_)))
