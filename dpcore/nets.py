@@ -126,8 +126,10 @@ class UNet(nn.Module):
                 self.up.append(ResBlock(c + skips.pop(), w, emb_dim))
                 c = w
             if level > 0:
+                # Upsample straight to the next level's width: the costliest conv, kept narrow.
                 self.up.append(nn.Sequential(nn.Upsample(scale_factor=2, mode="nearest"),
-                                             nn.Conv2d(c, c, 3, padding=1)))
+                                             nn.Conv2d(c, widths[level - 1], 3, padding=1)))
+                c = widths[level - 1]
         self.out = nn.Sequential(nn.GroupNorm(min(8, c), c), nn.SiLU(),
                                  nn.Conv2d(c, channels, 3, padding=1))
         nn.init.zeros_(self.out[-1].weight)
