@@ -114,12 +114,16 @@ def frontier(
 
     ``lambdas`` scale the variance of the sampler's injected noise (0: mean path, 1: posterior
     sampling); ``sigma`` is in units of the [0, 1]-scaled image. Writes OUT/frontier.zarr and
-    OUT/report/.
+    OUT/report/. ``out`` may contain ``{date}`` (today, UTC), for scheduled runs.
     """
     config = check_config(RunConfig(
         source=str(source), lambdas=tuple(float(v) for v in lambdas), steps=steps, model=model,
         seed=seed, chunk_size=chunk_size, sigma=sigma, estimate_sigma=estimate_sigma,
         add_noise=add_noise, methods=tuple(methods), sure=sure))
+    if "{date}" in out:  # nightly deployments: one run directory per (UTC) day
+        from datetime import UTC, datetime
+
+        out = out.replace("{date}", datetime.now(UTC).strftime("%Y-%m-%d"))
     run_dir = Path(out).resolve()
     prepare_run_dir(run_dir, config, overwrite=overwrite, resume=resume)
     from flows.cluster import task_runner
