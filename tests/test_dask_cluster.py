@@ -1,0 +1,86 @@
+"""`--dask-address`: the frontier flow on a real `dask scheduler` + two `dask worker` processes
+on loopback, giving the same dataset as the in-process computation."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+DASK = str(Path(sys.executable).parent / "dask")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+
+
+@pytest.fixture
+def dask_cluster(prefect_harness):
+    """A scheduler and two single-threaded workers, each a subprocess with PREFECT_API_URL."""
+    from distributed import Client
+
+    from flows.cluster import worker_env
+
+    port = free_port()
+    address = f"tcp://127.0.0.1:{port}"
+    env = {**os.environ, **worker_env(threads=1)}
+    procs = [subprocess.Popen([DASK, "scheduler", "--host", "127.0.0.1", "--port", str(port),
+                               "--dashboard-address", ":0"], env=env, cwd=REPO,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              start_new_session=True)]
+    try:
+        for i in range(2):
+            procs.append(subprocess.Popen(
+                [DASK, "worker", address, "--nworkers", "1", "--nthreads", "1", "--name",
+                 f"w{i}", "--no-dashboard"], env=env, cwd=REPO, stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL, start_new_session=True))
+        with Client(address, timeout=60) as client:
+            client.wait_for_workers(2, timeout=120)
+        yield address
+    finally:
+        for proc in reversed(procs):
+            stop(proc)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(400)
+def test_frontier_on_existing_scheduler(dask_cluster, gaussian_collection, tmp_path):
+    from distributed import Client
+
+    from data.frontier import load_frontier
+    from flows.frontier import frontier
+    from tasks.common import RunConfig
+    from tests.test_tasks import run_direct
+
+    images, prior = gaussian_collection
+    kw = dict(source=str(images), add_noise=0.1, seed=2, steps=5, chunk_size=4,
+              model=f"gaussian:{prior}")
+    result = frontier(out=str(tmp_path / "remote"), lambdas=[0.0, 0.5, 1.0],
+                      dask_address=dask_cluster, **kw)
+    assert result["chunks"] == 6 and not result["failed"], result
+    remote = load_frontier(result["frontier"])
+    with Client(dask_cluster) as client:  # the run used the external two-worker cluster
+        assert len(client.scheduler_info()["workers"]) == 2
+    local, _, _ = run_direct(tmp_path / "local", RunConfig(lambdas=(0.0, 0.5, 1.0), **kw))
+    for name in ("denoised", "mse", "sure_mse", "perception"):
+        np.testing.assert_allclose(remote[name].values, local[name].values, rtol=1e-5,
+                                   atol=1e-7, err_msg=name)
