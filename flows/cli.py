@@ -67,10 +67,19 @@ def run_frontier(**params) -> dict:
 
     from flows import progress
     from flows.frontier import frontier as frontier_flow
+    from flows.frontier import make_config
+
+    # Refuse bad parameters before any flow run starts.
+    make_config(**{k: v for k, v in params.items() if k not in (
+        "out", "workers", "dask_address", "overwrite", "resume")})
 
     for name in ("distributed", "distributed.scheduler", "distributed.nanny", "distributed.core",
                  "distributed.http.proxy", "distributed.worker"):
         logging.getLogger(name).setLevel(logging.WARNING)
+    # The engine logs a failed run's traceback; the CLI prints its one-line reason instead.
+    for name in ("prefect.flow_runs", "prefect.task_runs", "prefect.flow_engine",
+                 "prefect.task_engine"):
+        logging.getLogger(name).setLevel(logging.CRITICAL)
     start = time.perf_counter()
     with Progress(TextColumn("[bold]chunks"), BarColumn(), MofNCompleteColumn(),
                   TimeElapsedColumn(), transient=False) as bar:

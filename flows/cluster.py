@@ -36,7 +36,7 @@ def worker_env(threads: int = 1) -> dict[str, str]:
     env = {
         "PREFECT_API_URL": prefect_api_url(),
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-        "PREFECT_LOGGING_LEVEL": os.environ.get("PREFECT_LOGGING_LEVEL", "INFO"),
+        "PREFECT_LOGGING_LEVEL": os.environ.get("PREFECT_LOGGING_LEVEL", "WARNING"),
         "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads),
         "DPFLOW_TORCH_THREADS": str(threads),
         "PYTHONPATH": os.pathsep.join(p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH"))

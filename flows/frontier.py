@@ -13,7 +13,7 @@ from prefect.futures import as_completed
 from flows import progress
 from tasks.aggregate import aggregate
 from tasks.common import FRONTIER, REPORT, RUN_JSON, STORE, WORK, RunConfig, atomic_write_text, check_config
-from tasks.ingest import ingest, list_chunks
+from tasks.ingest import check_model, ingest, list_chunks
 from tasks.measure import measure_chunk
 from tasks.report import report
 from tasks.sample import sample_chunk
@@ -58,12 +58,23 @@ def gpu_annotation():
     return nullcontext()
 
 
+def make_config(*, source: str, sigma: float | None, estimate_sigma: bool,
+                add_noise: float | None, seed: int, lambdas: list[float], steps: int, model: str,
+                chunk_size: int, methods: list[str], sure: bool) -> RunConfig:
+    """The checked run configuration (raises ValueError with one line on a bad parameter)."""
+    return check_config(RunConfig(
+        source=str(source), lambdas=tuple(float(v) for v in lambdas), steps=steps, model=model,
+        seed=seed, chunk_size=chunk_size, sigma=sigma, estimate_sigma=estimate_sigma,
+        add_noise=add_noise, methods=tuple(methods), sure=sure))
+
+
 @flow(name="frontier-pipeline")
 def frontier_pipeline(out: str, config: RunConfig) -> dict:
     """The work itself, on whatever task runner the caller attached."""
     # Ingest: the collection becomes the run's chunked store (once; resumed runs reuse it).
     store = ingest(out, config)
     chunks = list_chunks(store)
+    check_model(store, config.model)
     # Sample and measure: one task pair per chunk, spread over the Dask workers.
     with gpu_annotation():
         sampled = [sample_chunk.submit(store, g, k, out, config) for g, k in chunks]
@@ -116,10 +127,9 @@ def frontier(
     sampling); ``sigma`` is in units of the [0, 1]-scaled image. Writes OUT/frontier.zarr and
     OUT/report/. ``out`` may contain ``{date}`` (today, UTC), for scheduled runs.
     """
-    config = check_config(RunConfig(
-        source=str(source), lambdas=tuple(float(v) for v in lambdas), steps=steps, model=model,
-        seed=seed, chunk_size=chunk_size, sigma=sigma, estimate_sigma=estimate_sigma,
-        add_noise=add_noise, methods=tuple(methods), sure=sure))
+    config = make_config(source=source, sigma=sigma, estimate_sigma=estimate_sigma,
+                         add_noise=add_noise, seed=seed, lambdas=lambdas, steps=steps,
+                         model=model, chunk_size=chunk_size, methods=methods, sure=sure)
     if "{date}" in out:  # nightly deployments: one run directory per (UTC) day
         from datetime import UTC, datetime
 

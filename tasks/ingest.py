@@ -34,3 +34,17 @@ def list_chunks(store_path: str) -> list[tuple[str, int]]:
     from data.store import open_store
 
     return [(unit.group, unit.chunk_index) for unit in open_store(store_path).chunks]
+
+
+@task(name="check-model", cache_policy=NONE)
+def check_model(store_path: str, model: str) -> None:
+    """Refuse at once a model whose channel count does not match the data (before fan-out)."""
+    from data.store import open_store
+    from tasks.common import get_denoiser
+
+    denoiser = get_denoiser(model, "cpu")
+    for group in open_store(store_path).groups.values():
+        channels = group.shape[1]
+        if channels != denoiser.channels:
+            raise ValueError(f"model {model!r} expects {denoiser.channels} channel(s) but images "
+                             f"of group {group.name} have {channels}; choose a matching model")
