@@ -12,6 +12,9 @@ import os
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
+# A failed run's traceback stays out of the terminal: the CLI prints its one-line reason.
+os.environ.setdefault("PREFECT_LOGGING_LOGGERS_PREFECT_FLOW_RUNS_LEVEL", "CRITICAL")
+os.environ.setdefault("PREFECT_LOGGING_LOGGERS_PREFECT_TASK_RUNS_LEVEL", "CRITICAL")
 
 import functools  # noqa: E402
 import time  # noqa: E402
@@ -36,11 +39,25 @@ def fail(message: str) -> None:
     raise typer.Exit(1)
 
 
+def quiet_logs() -> None:
+    """Dask's INFO chatter off; the engine's traceback of a failed run off (the CLI prints the
+    one-line reason itself)."""
+    import logging
+
+    for name in ("distributed", "distributed.scheduler", "distributed.nanny", "distributed.core",
+                 "distributed.http.proxy", "distributed.worker"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    for name in ("prefect.flow_runs", "prefect.task_runs", "prefect.flow_engine",
+                 "prefect.task_engine"):
+        logging.getLogger(name).setLevel(logging.CRITICAL)
+
+
 def cli_errors(fn):
     """At the edge: a ValueError (or a missing file) becomes ``error: ...`` and exit code 1."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
+        quiet_logs()
         try:
             return fn(*args, **kwargs)
         except (ValueError, FileNotFoundError, FileExistsError, PermissionError, OSError) as error:

@@ -11,7 +11,7 @@ from prefect import task
 from prefect.cache_policies import NONE
 
 from data.store import open_store, read_chunk
-from tasks.common import FRONTIER, WORK, RunConfig, chunk_name, model_identity
+from tasks.common import FRONTIER, WORK, RunConfig, chunk_name, model_identity, retry_io_errors
 from tasks.measure import perception_definition
 
 
@@ -53,7 +53,8 @@ def build_frontier(store_path: str, chunks: list[tuple[str, int]], run_dir: str,
     return write_frontier(ds, Path(run_dir) / FRONTIER, overwrite=True)
 
 
-@task(name="aggregate", retries=1, retry_delay_seconds=2, cache_policy=NONE)
+@task(name="aggregate", retries=1, retry_delay_seconds=2,
+      retry_condition_fn=retry_io_errors, cache_policy=NONE)
 def aggregate(store_path: str, chunks: list[tuple[str, int]], run_dir: str,
               config: RunConfig) -> str:
     """Assemble every chunk's results into OUT/frontier.zarr (written atomically)."""

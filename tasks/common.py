@@ -80,6 +80,20 @@ def check_config(config: RunConfig) -> RunConfig:
     return config
 
 
+def retry_io_errors(task, task_run, state) -> bool:
+    """Retry condition of the I/O tasks: retry a transient OSError, never a ValueError (bad
+    input or parameters stay bad)."""
+    try:
+        state.result()
+    except ValueError:
+        return False
+    except OSError:
+        return True
+    except Exception:
+        return False
+    return False
+
+
 def chunk_name(group: str, chunk_index: int) -> str:
     return f"{group}-chunk-{chunk_index:05d}"
 

@@ -9,7 +9,7 @@ import xarray as xr
 from prefect import task
 from prefect.cache_policies import NONE
 
-from tasks.common import STORE
+from tasks.common import STORE, retry_io_errors
 
 
 def knee_index(perception: np.ndarray, distortion: np.ndarray) -> int:
@@ -100,7 +100,8 @@ def export_frontier(frontier_path: str, out: str, *, point: str, method: str | N
     return info.path
 
 
-@task(name="export", retries=1, retry_delay_seconds=2, cache_policy=NONE)
+@task(name="export", retries=1, retry_delay_seconds=2,
+      retry_condition_fn=retry_io_errors, cache_policy=NONE)
 def export(frontier_path: str, out: str, point: str, method: str | None = None,
            format: str | None = None, overwrite: bool = False) -> str:
     """Write the denoised archive at an operating point (original dtype restored)."""

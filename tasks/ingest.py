@@ -7,10 +7,11 @@ from pathlib import Path
 from prefect import task
 from prefect.cache_policies import NONE
 
-from tasks.common import STORE, RunConfig
+from tasks.common import STORE, RunConfig, retry_io_errors
 
 
-@task(name="ingest", retries=1, retry_delay_seconds=2, cache_policy=NONE)
+@task(name="ingest", retries=1, retry_delay_seconds=2,
+      retry_condition_fn=retry_io_errors, cache_policy=NONE)
 def ingest(run_dir: str, config: RunConfig) -> str:
     """Write the collection store of ``config.source`` under ``run_dir`` (kept when complete)."""
     from data.store import open_store, write_collection

@@ -142,3 +142,20 @@ def test_knee_and_budget_operating_points():
     np.testing.assert_array_equal(choose_lambdas(ds, "lambda=0.5"), [1, 1, 1])
     with pytest.raises(ValueError, match="not in the run's grid"):
         choose_lambdas(ds, "lambda=0.3")
+
+
+def test_methods_share_the_ends_of_the_grid(gaussian_collection, tmp_path):
+    """With one seed, every traversal meets the others at lambda = 0 (the mean path) and at
+    lambda = 1 (the same posterior sample), and differs in between."""
+    images, prior = gaussian_collection
+    config = RunConfig(source=str(images), model=f"gaussian:{prior}", add_noise=SIGMA,
+                       lambdas=(0.0, 0.25, 1.0), steps=6, chunk_size=24,
+                       methods=("variance-scaled", "k-average", "interpolate"))
+    ds, _, _ = run_direct(tmp_path, config)
+    den = ds.denoised.transpose("method", "lam", ...).values
+    assert list(ds.method.values) == list(config.methods)
+    for m in (1, 2):
+        np.testing.assert_allclose(den[m, 0], den[0, 0], atol=1e-6)
+        np.testing.assert_allclose(den[m, 2], den[0, 2], atol=1e-6)
+        assert not np.allclose(den[m, 1], den[0, 1], atol=1e-3)
+    assert ds.on_frontier.dims == ("image", "method", "lam")
