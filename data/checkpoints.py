@@ -143,8 +143,21 @@ def list_models() -> list[dict]:
                      "data": ckpt.get("data", ""), "data_scaling": ckpt["data_scaling"],
                      "sigma_range": (ckpt["sigma_min"], ckpt["sigma_max"]),
                      "steps": ckpt.get("steps"), "train_seconds": ckpt.get("train_seconds"),
+                     "summary": summarise(ckpt.get("quality") or {}),
                      "quality": ckpt.get("quality", {}), "card": str(path.with_suffix(".md"))})
     return rows
+
+
+def summarise(quality: dict) -> str:
+    """One line of key figures from a model's measured quality ('' when not measured)."""
+    if "psnr" in quality and "0.2" in quality["psnr"]:
+        row = quality["psnr"]["0.2"]
+        return (f"PSNR at sigma 0.2: {row['tweedie']:.2f} dB ({row['margin_vs_nlm_db']:+.2f} vs "
+                f"NL-means, {row['margin_vs_wavelet_db']:+.2f} vs wavelet)")
+    if "w2_samples_vs_prior" in quality:
+        return (f"W2 to prior {quality['w2_samples_vs_prior']:.3f} "
+                f"(finite-sample floor {quality['w2_floor']:.3f})")
+    return ""
 
 
 def update_quality(name_or_path: str | Path, quality: dict) -> Path:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 import platform
 import shlex
 import sys
@@ -233,6 +234,33 @@ def train_model(
     return out
 
 
+def quality_lines(quality: dict) -> list[str]:
+    """Readable lines for a model card from the figures of ``benchmarks/eval_models.py``."""
+    lines = []
+    if "psnr" in quality:
+        lines += [f"Held out: {quality.get('held_out', '')}", "",
+                  "| sigma ([0,1] units) | noisy | Tweedie D(y) | NL-means | wavelet | "
+                  "margin vs NLM | margin vs wavelet |", "|---|---|---|---|---|---|---|"]
+        for sigma, row in quality["psnr"].items():
+            lines.append(f"| {sigma} | {row['noisy']:.2f} | {row['tweedie']:.2f} | "
+                         f"{row['nlm']:.2f} | {row['wavelet']:.2f} | "
+                         f"{row['margin_vs_nlm_db']:+.2f} dB | {row['margin_vs_wavelet_db']:+.2f} dB |")
+        fd = quality.get("frechet_sigma0.2", {})
+        if fd:
+            lines += ["", f"Frechet distance (pixels, sigma 0.2, {fd['n']} images vs "
+                      f"{fd['n_reference']} reference): lambda=0 {fd['lambda0']}, lambda=1 "
+                      f"{fd['lambda1']}, clean floor {fd['floor_clean']}; on 8x8 patches: "
+                      f"lambda=0 {fd['patch8_lambda0']}, lambda=1 {fd['patch8_lambda1']}, floor "
+                      f"{fd['patch8_floor_clean']}"]
+    if "w2_samples_vs_prior" in quality:
+        grid = next(v for k, v in quality.items() if k.startswith("lambda_grid"))
+        lines += [f"W2(model samples, prior) = {quality['w2_samples_vs_prior']} vs finite-sample "
+                  f"floor {quality['w2_floor']} ({quality['n']} points each)",
+                  f"Lambda grid {grid['lambdas']}: MSE {grid['mse']} (rising: "
+                  f"{grid['mse_rising']}), W2 {grid['w2']} (falling: {grid['w2_falling']})"]
+    return lines
+
+
 def write_model_card(path: Path) -> Path:
     """Write ``<stem>.md`` from a checkpoint's metadata (called again after evaluation)."""
     path = Path(path)
@@ -258,8 +286,9 @@ def write_model_card(path: Path) -> Path:
     quality = meta.get("quality") or {}
     if not quality:
         lines.append("Not measured yet: run `python benchmarks/eval_models.py`.")
-    for key, value in quality.items():
-        lines.append(f"- {key}: {value}")
+    else:
+        lines += quality_lines(quality) + ["", "Full figures (benchmarks/results/models.json):",
+                                           "", "```json", json.dumps(quality, indent=1), "```"]
     card = path.with_suffix(".md")
     card.write_text("\n".join(lines) + "\n")
     return card
