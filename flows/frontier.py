@@ -95,11 +95,12 @@ def frontier_pipeline(out: str, config: RunConfig) -> dict:
         first = next(iter(failures.values()), "no chunks")
         raise ValueError(f"every chunk failed ({first})")
     # Aggregate: one dataset, written atomically.
-    frontier = aggregate(store, good, out, config)
+    failed = {f"{g}/{k}": msg for (g, k), msg in failures.items()}
+    frontier = aggregate(store, good, out, config, failed)
     # Report: PNG figures and a Markdown summary next to the dataset.
     report_dir = report(frontier, str(Path(out) / REPORT))
     return {"frontier": frontier, "report": report_dir, "chunks": len(chunks),
-            "failed": {f"{g}/{k}": msg for (g, k), msg in failures.items()}}
+            "failed": failed}
 
 
 @flow(name="frontier")

@@ -33,7 +33,7 @@ def chunk_record(store_path: str, group: str, chunk_index: int, run_dir: str,
 
 
 def build_frontier(store_path: str, chunks: list[tuple[str, int]], run_dir: str,
-                   config: RunConfig, overwrite: bool = False) -> Path:
+                   config: RunConfig, failed: dict[str, str] | None = None) -> Path:
     """The body of :func:`aggregate`."""
     from data.frontier import assemble, write_frontier
 
@@ -47,6 +47,8 @@ def build_frontier(store_path: str, chunks: list[tuple[str, int]], run_dir: str,
         "skipped_inputs": json.dumps([{"id": s.id, "source": s.source, "reason": s.reason}
                                       for s in store.skipped]),
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "failed_chunks": json.dumps(failed or {}),
+        "complete": "false" if failed else "true",
     }
     ds = assemble(records, lambdas=list(config.lambdas), methods=list(config.methods), attrs=attrs,
                   has_clean=any(r["has_clean"] for r in records), has_sure=config.sure)
@@ -56,6 +58,7 @@ def build_frontier(store_path: str, chunks: list[tuple[str, int]], run_dir: str,
 @task(name="aggregate", retries=1, retry_delay_seconds=2,
       retry_condition_fn=retry_io_errors, cache_policy=NONE)
 def aggregate(store_path: str, chunks: list[tuple[str, int]], run_dir: str,
-              config: RunConfig) -> str:
-    """Assemble every chunk's results into OUT/frontier.zarr (written atomically)."""
-    return str(build_frontier(store_path, chunks, run_dir, config))
+              config: RunConfig, failed: dict[str, str] | None = None) -> str:
+    """Assemble the finished chunks into OUT/frontier.zarr (written atomically); chunks that
+    failed are listed in its attrs (``failed_chunks``, ``complete``)."""
+    return str(build_frontier(store_path, chunks, run_dir, config, failed))
