@@ -47,9 +47,26 @@ def pareto_mask(distortion: np.ndarray, perception: np.ndarray) -> np.ndarray:
     return ~dominated & np.isfinite(distortion) & np.isfinite(perception)
 
 
+def padded_images(records: list[dict], order: np.ndarray, size: tuple[int, int, int],
+                  chunk: int) -> da.Array:  # noqa: F821
+    """``(image, method, lam, C, H, W)`` as a lazy dask array: each record's ``denoised``
+    ``(M, L, b, c, h, w)`` (numpy or dask) NaN-padded to ``size``, images in global order,
+    ``chunk`` images per block. Nothing is loaded until the array is written."""
+    import dask.array as da
+
+    C, H, W = size
+    parts = []
+    for r in records:
+        block = da.moveaxis(da.asarray(r["denoised"]), 2, 0)
+        c, h, w = block.shape[-3:]
+        parts.append(da.pad(block, [(0, 0)] * 3 + [(0, C - c), (0, H - h), (0, W - w)],
+                            constant_values=np.nan))
+    return da.concatenate(parts)[order].rechunk({0: chunk})
+
+
 def assemble(
     records: list[dict], *, lambdas: list[float], methods: list[str], attrs: dict,
-    has_clean: bool, has_sure: bool,
+    has_clean: bool, has_sure: bool, chunk: int = 16,
 ) -> xr.Dataset:
     """Build the frontier dataset from chunk records.
 
@@ -57,13 +74,14 @@ def assemble(
     ``source``, ``sigma``,
     ``reasons`` (skip reason or ""), ``denoised`` ``(M, L, b, C, H, W)`` or None, and metric
     arrays ``(M, L, b)``. Images are ordered by their global index, so the result does not depend
-    on the chunking.
+    on the chunking. ``denoised`` stays lazy (dask, ``chunk`` images a block): it streams to
+    disk in :func:`write_frontier` and is never held whole in memory.
     """
     if not records:
         raise ValueError("no images to assemble: the collection is empty or every image was bad")
     index = np.concatenate([np.asarray(r["index"]) for r in records])
     order = np.argsort(index, kind="stable")
-    n, M, L = len(index), len(methods), len(lambdas)
+    n, M = len(index), len(methods)
 
     def gather(key):
         return np.concatenate([np.asarray(r[key]) for r in records])[order]
@@ -93,16 +111,8 @@ def assemble(
         data[f"dataset_{key}"] = (("method", "lam"), curve, {
             "long_name": f"mean over the good images of {key}", "units": data[key][2]["units"]})
     if keep_denoised:
-        C, H, W = int(chans.max()), int(heights.max()), int(widths.max())
-        den = np.full((n, M, L, C, H, W), np.nan, np.float32)
-        pos = np.empty(n, int)
-        pos[order] = np.arange(n)
-        start = 0
-        for r in records:
-            b = len(r["index"])
-            _, _, _, c, h, w = r["denoised"].shape
-            den[pos[start:start + b], :, :, :c, :h, :w] = np.moveaxis(r["denoised"], 2, 0)
-            start += b
+        den = padded_images(records, order, (int(chans.max()), int(heights.max()),
+                                             int(widths.max())), chunk)
         data["denoised"] = (("image", "method", "lam", "channel", "y", "x"), den, {
             "long_name": "denoised image (NaN outside the image's own height/width/channels)",
             "units": "[0, 1] image units"})

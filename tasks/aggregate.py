@@ -15,13 +15,25 @@ from tasks.common import FRONTIER, WORK, RunConfig, chunk_name, model_identity, 
 from tasks.measure import perception_definition
 
 
+def load_denoised(path: str) -> np.ndarray:
+    with np.load(path) as f:
+        return f["denoised"]
+
+
 def chunk_record(store_path: str, group: str, chunk_index: int, run_dir: str,
-                 keep_denoised: bool) -> dict:
+                 config: RunConfig, keep_denoised: bool) -> dict:
     """One chunk's images, coordinates and metrics, read back from the run directory."""
     chunk = read_chunk(store_path, group, chunk_index)
     work = Path(run_dir) / WORK / chunk_name(group, chunk_index)
     with np.load(f"{work}.denoised.npz") as f:
-        record = {"denoised": f["denoised"] if keep_denoised else None, "reasons": f["reasons"]}
+        record = {"reasons": f["reasons"], "denoised": None}
+    if keep_denoised:  # lazily: read when the dataset is written, one chunk at a time
+        import dask
+        import dask.array as da
+
+        shape = (len(config.methods), len(config.lambdas), *np.asarray(chunk["noisy"]).shape)
+        record["denoised"] = da.from_delayed(dask.delayed(load_denoised)(f"{work}.denoised.npz"),
+                                             shape, dtype=np.float32)
     with np.load(f"{work}.metrics.npz") as f:
         record.update({k: f[k] for k in f.files if k != "index"})
     record.update({"index": np.asarray(chunk["index"]), "ids": np.asarray(chunk["ids"], object),
@@ -37,7 +49,8 @@ def build_frontier(store_path: str, chunks: list[tuple[str, int]], run_dir: str,
     """The body of :func:`aggregate`."""
     from data.frontier import assemble, write_frontier
 
-    records = [chunk_record(store_path, g, k, run_dir, config.keep_denoised) for g, k in chunks]
+    records = [chunk_record(store_path, g, k, run_dir, config, config.keep_denoised)
+               for g, k in chunks]
     store = open_store(store_path)
     attrs = {
         "title": "distortion-perception frontiers of variance-scaled denoising",
@@ -51,7 +64,8 @@ def build_frontier(store_path: str, chunks: list[tuple[str, int]], run_dir: str,
         "complete": "false" if failed else "true",
     }
     ds = assemble(records, lambdas=list(config.lambdas), methods=list(config.methods), attrs=attrs,
-                  has_clean=any(r["has_clean"] for r in records), has_sure=config.sure)
+                  has_clean=any(r["has_clean"] for r in records), has_sure=config.sure,
+                  chunk=config.chunk_size)
     return write_frontier(ds, Path(run_dir) / FRONTIER, overwrite=True)
 
 
