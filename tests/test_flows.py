@@ -90,3 +90,29 @@ def test_export_restores_dtype_at_operating_point(two_runs, tmp_path):
     stored = root[f"images/{names[str(ds.id.values[0])]}"][:]
     assert stored.dtype == np.float32  # the .npy input was float32
     np.testing.assert_allclose(stored, ds.denoised.isel(image=0, lam=1).values, atol=1e-6)
+
+
+def test_failed_chunk_is_reported_and_the_rest_completes(gaussian_collection, tmp_path):
+    """A model that cannot take one size group (an 8x8 analytic prior, a 12x12 image): that
+    group's chunk fails with its reason, every other image is in the dataset, marked incomplete."""
+    import json
+
+    from skimage.io import imsave
+
+    from flows.frontier import frontier
+
+    images, prior = gaussian_collection
+    folder = tmp_path / "in"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for i, image in enumerate(np.load(images)[:3, 0]):
+        imsave(folder / f"a{i}.png", (image * 255).round().astype(np.uint8), check_contrast=False)
+    imsave(folder / "big.png", rng.integers(60, 200, (12, 12)).astype(np.uint8),
+           check_contrast=False)
+    result = frontier(**{**params(folder, prior, tmp_path / "run", chunk_size=4, workers=1),
+                         "lambdas": [0.0, 1.0], "steps": 3})
+    assert len(result["failed"]) == 1
+    assert "shape" in next(iter(result["failed"].values()))
+    ds = load_frontier(result["frontier"])
+    assert ds.sizes["image"] == 3 and ds.attrs["complete"] == "false"
+    assert json.loads(ds.attrs["failed_chunks"]) == result["failed"]
