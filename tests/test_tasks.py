@@ -159,3 +159,35 @@ def test_methods_share_the_ends_of_the_grid(gaussian_collection, tmp_path):
         np.testing.assert_allclose(den[m, 2], den[0, 2], atol=1e-6)
         assert not np.allclose(den[m, 1], den[0, 1], atol=1e-3)
     assert ds.on_frontier.dims == ("image", "method", "lam")
+
+
+def test_archive_without_clean_uses_sure_and_seed_moves_only_stochastic_lambdas(
+        gaussian_collection, tmp_path):
+    """A noisy archive with known sigma (no clean images): distortion is SURE, perception the
+    no-reference residual proxy, the report still renders; a new sampler seed changes lambda > 0
+    only (lambda = 0 is deterministic)."""
+    from data.report import make_report
+
+    images, prior = gaussian_collection
+    clean = np.load(images)
+    noisy_path = tmp_path / "noisy.npy"
+    rng = np.random.default_rng(5)
+    np.save(noisy_path, (clean + SIGMA * rng.standard_normal(clean.shape)).astype(np.float32))
+    runs = []
+    for seed in (0, 1):
+        config = RunConfig(source=str(noisy_path), model=f"gaussian:{prior}", sigma=SIGMA,
+                           lambdas=LAMS, steps=6, chunk_size=8, seed=seed)
+        runs.append(run_direct(tmp_path / f"s{seed}", config)[0])
+    ds = runs[0]
+    assert "mse" not in ds and "ssim" not in ds and "sure_mse" in ds
+    assert ds.on_frontier.attrs["distortion"] == "sure_mse"
+    assert ds.attrs["perception_definition"].startswith("no clean reference")
+    # SURE of the mean path is close to its true MSE on average (the clean images are known here).
+    true_mse = ((ds.denoised.isel(lam=0).values - clean) ** 2).mean((1, 2, 3))
+    sure = ds.sure_mse.isel(lam=0).values
+    assert abs(sure.mean() - true_mse.mean()) < 4 * np.std(sure - true_mse) / np.sqrt(len(sure))
+    a, b = runs[0].denoised.values, runs[1].denoised.values
+    np.testing.assert_array_equal(a[:, 0], b[:, 0])
+    assert not np.allclose(a[:, 1:], b[:, 1:])
+    out = make_report(tmp_path / "s0" / "frontier.zarr", tmp_path / "report")
+    assert "sure_mse" in (out / "summary.md").read_text()
