@@ -84,3 +84,26 @@ def test_frontier_on_existing_scheduler(dask_cluster, gaussian_collection, tmp_p
     for name in ("denoised", "mse", "sure_mse", "perception"):
         np.testing.assert_allclose(remote[name].values, local[name].values, rtol=1e-5,
                                    atol=1e-7, err_msg=name)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_gpu_cluster_pins_one_device_per_worker(prefect_harness):
+    """The GPU layout, on any machine: one worker per device, CUDA_VISIBLE_DEVICES pinned,
+    resources {"GPU": 1}; tasks annotated with the GPU resource run only there."""
+    import dask
+    from distributed import Client
+
+    from flows.cluster import has_gpu_workers, local_cluster
+
+    with local_cluster(gpus=2) as cluster, Client(cluster) as client:
+        client.wait_for_workers(2, timeout=120)
+        pinned = client.run(lambda: os.environ.get("CUDA_VISIBLE_DEVICES"))
+        assert sorted(pinned.values()) == ["0", "1"]
+        resources = [w["resources"] for w in client.scheduler_info()["workers"].values()]
+        assert resources == [{"GPU": 1}, {"GPU": 1}] and has_gpu_workers(client)
+        api = client.run(lambda: os.environ.get("PREFECT_API_URL"))
+        assert all(url and url.startswith("http") for url in api.values())
+        with dask.annotate(resources={"GPU": 1}):
+            futures = client.map(lambda i: os.environ["CUDA_VISIBLE_DEVICES"], range(4), pure=False)
+        assert set(client.gather(futures)) <= {"0", "1"}
