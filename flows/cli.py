@@ -86,9 +86,12 @@ def run_frontier(**params) -> dict:
     from flows.frontier import frontier as frontier_flow
     from flows.frontier import make_config
 
-    # Refuse bad parameters before any flow run starts.
+    # Refuse bad parameters and unknown models before any flow run starts.
     make_config(**{k: v for k, v in params.items() if k not in (
         "out", "workers", "dask_address", "overwrite", "resume")})
+    from tasks.common import get_denoiser
+
+    get_denoiser(params["model"], "cpu")
 
     for name in ("distributed", "distributed.scheduler", "distributed.nanny", "distributed.core",
                  "distributed.http.proxy", "distributed.worker"):
@@ -166,24 +169,6 @@ def frontier(
                  dask_address=dask_address, overwrite=overwrite, resume=resume, sure=sure)
 
 
-def demo_model(out: Path) -> str:
-    """The shipped scientific model; while it is not shipped (development only), an analytic
-    Gaussian prior on 32 x 32 tiles stands in."""
-    from data.checkpoints import resolve
-
-    try:
-        resolve(DEMO_MODEL)
-        return DEMO_MODEL
-    except (ValueError, FileNotFoundError):
-        from data.analytic import smooth_gaussian_prior, write_gaussian_prior
-
-        out.mkdir(parents=True, exist_ok=True)
-        path = write_gaussian_prior(out / "dev-prior.npz",
-                                    *smooth_gaussian_prior(1, 32, 32, std=0.25, length=4.0))
-        typer.echo(f"note: model {DEMO_MODEL!r} is not shipped yet; using an analytic stand-in")
-        return f"gaussian:{path}"
-
-
 @app.command()
 @cli_errors
 def demo(
@@ -192,13 +177,16 @@ def demo(
     overwrite: Annotated[bool, typer.Option("--overwrite/--keep",
                                             help="Replace an earlier demo run.")] = True,
 ) -> None:
-    """The main job on an embedded default: 32 scientific image tiles (sample:cells) with
-    seeded noise of std 0.1, the shipped sci-patches model, five lambdas, a local Dask cluster
-    and a temporary Prefect API. A few minutes on two CPU cores."""
+    """Run the main job on built-in data: a few minutes on two CPU cores.
+
+    32 held-out scientific image tiles (sample:cells:32) with seeded Gaussian noise of std 0.1,
+    the shipped sci-patches model, lambdas 0..1, a local Dask cluster and a temporary Prefect
+    API. Prints where the frontier dataset and the report are.
+    """
     typer.echo(f"dpflow demo: {DEMO_SOURCE} + noise 0.1 -> {out}/")
     run_frontier(source=DEMO_SOURCE, out=str(out), sigma=None, estimate_sigma=False,
                  add_noise=0.1, seed=0, lambdas=[0.0, 0.25, 0.5, 0.75, 1.0], steps=20,
-                 model=demo_model(out), chunk_size=8, methods=["variance-scaled"],
+                 model=DEMO_MODEL, chunk_size=8, methods=["variance-scaled"],
                  workers=workers, dask_address=None, overwrite=overwrite, resume=False,
                  sure=True)
 
