@@ -83,12 +83,13 @@ def run_frontier(**params) -> dict:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from flows import progress
+    from flows.frontier import check_out, make_config
     from flows.frontier import frontier as frontier_flow
-    from flows.frontier import make_config
 
     # Refuse bad parameters and unknown models before any flow run starts.
     make_config(**{k: v for k, v in params.items() if k not in (
         "out", "workers", "dask_address", "overwrite", "resume")})
+    check_out(params["source"], params["out"])
     from tasks.common import get_denoiser
 
     get_denoiser(params["model"], "cpu")

@@ -19,6 +19,17 @@ from tasks.report import report
 from tasks.sample import sample_chunk
 
 
+def check_out(source: str, out: str | Path) -> None:
+    """The run directory must not be, contain or lie inside a local input (inputs stay as
+    they are: nothing is ever written among them)."""
+    src = Path(str(source).split("#")[0])
+    if str(source).startswith("sample:") or not src.exists():
+        return
+    src, run_dir = src.resolve(), Path(out).resolve()
+    if src == run_dir or src in run_dir.parents or run_dir in src.parents:
+        raise ValueError(f"--out {run_dir} overlaps the input {src}; choose a separate folder")
+
+
 def prepare_run_dir(out: Path, config: RunConfig, *, overwrite: bool, resume: bool) -> None:
     """Refuse to clobber an earlier run; check that a resumed run has the same settings."""
     if overwrite and resume:
@@ -136,6 +147,7 @@ def frontier(
 
         out = out.replace("{date}", datetime.now(UTC).strftime("%Y-%m-%d"))
     run_dir = Path(out).resolve()
+    check_out(config.source, run_dir)
     prepare_run_dir(run_dir, config, overwrite=overwrite, resume=resume)
     from flows.cluster import task_runner
 

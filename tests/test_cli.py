@@ -26,6 +26,18 @@ def test_frontier_help_shows_the_synopsis():
         assert option in text, option
 
 
+def test_output_inside_the_input_is_refused(tmp_path, gaussian_collection):
+    images, prior = gaussian_collection
+    folder = tmp_path / "archive"
+    folder.mkdir()
+    (folder / "a.npy").write_bytes(images.read_bytes())
+    before = tree_hashes(folder)
+    code, text = run("frontier", str(folder), "--out", str(folder / "run"), "--add-noise", "0.1",
+                     "--model", f"gaussian:{prior}")
+    assert code == 1 and "overlaps the input" in text
+    assert tree_hashes(folder) == before and not (folder / "run").exists()
+
+
 def test_info_lists_models():
     from data.checkpoints import list_models
 
