@@ -92,10 +92,14 @@ def plot_image_frontiers(ds: xr.Dataset, path: Path) -> Path:
             line = ax.plot(p, d, "-", lw=1, label=name)[0]
             ax.plot(p[on], d[on], "o", color=line.get_color(), ms=4)
             ax.plot(p[~on], d[~on], "o", mfc="none", color=line.get_color(), ms=4)
+            for j in (0, len(p) - 1):  # which end is lambda = 0
+                if np.isfinite(p[j]) and np.isfinite(d[j]):
+                    ax.annotate(f"{ds.lam.values[j]:g}", (p[j], d[j]), fontsize=6,
+                                textcoords="offset points", xytext=(2, 2))
         ax.set_title(str(ds.id.values[i]), fontsize=8)
         ax.tick_params(labelsize=6)
     axes.flat[0].legend(fontsize=6)
-    fig.supxlabel("perception index")
+    fig.supxlabel("perception index (filled: Pareto-optimal lambda; labels: grid ends)")
     fig.supylabel(dist)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
