@@ -154,6 +154,9 @@ def frontier(
     = False,
     sure: Annotated[bool, typer.Option("--sure/--no-sure", help="Compute SURE (doubles the "
                                        "sampling cost).")] = True,
+    keep_denoised: Annotated[bool, typer.Option(
+        "--keep-denoised/--no-keep-denoised",
+        help="Store the denoised images in the dataset (needed by export).")] = True,
 ) -> None:
     """Compute per-image and dataset distortion-perception frontiers of SOURCE.
 
@@ -167,7 +170,8 @@ def frontier(
                  add_noise=add_noise, seed=seed, lambdas=parse_floats(lambdas, "--lambdas"),
                  steps=steps, model=model, chunk_size=chunk_size,
                  methods=[m.strip() for m in methods.split(",") if m.strip()], workers=workers,
-                 dask_address=dask_address, overwrite=overwrite, resume=resume, sure=sure)
+                 dask_address=dask_address, overwrite=overwrite, resume=resume, sure=sure,
+                 keep_denoised=keep_denoised)
 
 
 @app.command()

@@ -71,12 +71,13 @@ def gpu_annotation():
 
 def make_config(*, source: str, sigma: float | None, estimate_sigma: bool,
                 add_noise: float | None, seed: int, lambdas: list[float], steps: int, model: str,
-                chunk_size: int, methods: list[str], sure: bool) -> RunConfig:
+                chunk_size: int, methods: list[str], sure: bool,
+                keep_denoised: bool = True) -> RunConfig:
     """The checked run configuration (raises ValueError with one line on a bad parameter)."""
     return check_config(RunConfig(
         source=str(source), lambdas=tuple(float(v) for v in lambdas), steps=steps, model=model,
         seed=seed, chunk_size=chunk_size, sigma=sigma, estimate_sigma=estimate_sigma,
-        add_noise=add_noise, methods=tuple(methods), sure=sure))
+        add_noise=add_noise, methods=tuple(methods), sure=sure, keep_denoised=keep_denoised))
 
 
 @flow(name="frontier-pipeline")
@@ -132,6 +133,7 @@ def frontier(
     overwrite: bool = False,
     resume: bool = False,
     sure: bool = True,
+    keep_denoised: bool = True,
 ) -> dict:
     """Distortion-perception frontiers of a collection: per image and for the whole dataset.
 
@@ -141,7 +143,8 @@ def frontier(
     """
     config = make_config(source=source, sigma=sigma, estimate_sigma=estimate_sigma,
                          add_noise=add_noise, seed=seed, lambdas=lambdas, steps=steps,
-                         model=model, chunk_size=chunk_size, methods=methods, sure=sure)
+                         model=model, chunk_size=chunk_size, methods=methods, sure=sure,
+                         keep_denoised=keep_denoised)
     if "{date}" in out:  # nightly deployments: one run directory per (UTC) day
         from datetime import UTC, datetime
 

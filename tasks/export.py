@@ -74,7 +74,7 @@ def export_frontier(frontier_path: str, out: str, *, point: str, method: str | N
 
     ds = load_frontier(frontier_path)
     if "denoised" not in ds:
-        raise ValueError(f"{frontier_path} holds no denoised images (run without --no-keep)")
+        raise ValueError(f"{frontier_path} holds no denoised images (it was run with --no-keep-denoised)")
     if "method" in ds.dims:
         names = [str(m) for m in ds.method.values]
         method = method or names[0]

@@ -191,3 +191,16 @@ def test_archive_without_clean_uses_sure_and_seed_moves_only_stochastic_lambdas(
     assert not np.allclose(a[:, 1:], b[:, 1:])
     out = make_report(tmp_path / "s0" / "frontier.zarr", tmp_path / "report")
     assert "sure_mse" in (out / "summary.md").read_text()
+
+
+def test_without_denoised_images_metrics_stay_and_export_refuses(gaussian_collection, tmp_path):
+    from tasks.export import export_frontier
+
+    images, prior = gaussian_collection
+    config = RunConfig(source=str(images), model=f"gaussian:{prior}", add_noise=SIGMA,
+                       lambdas=LAMS, steps=4, chunk_size=12, keep_denoised=False)
+    ds, _, _ = run_direct(tmp_path / "run", config)
+    assert "denoised" not in ds and np.isfinite(ds.mse.values).all()
+    with pytest.raises(ValueError, match="no denoised images"):
+        export_frontier(str(tmp_path / "run" / "frontier.zarr"), str(tmp_path / "x.zarr"),
+                        point="knee")
