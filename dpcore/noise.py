@@ -56,15 +56,30 @@ class CounterNoise:
 
     def __init__(self, keys: Tensor):
         self.keys = keys.long()
+        self._cache: dict[tuple, Tensor] = {}
+
+    def _cached(self, what: str, n: int, device) -> Tensor:
+        """The row keys on ``device``, or the element hashes ``mix32(2 j + what)`` of ``n``
+        elements: the same for every draw, so each is made (and moved to a GPU) once."""
+        key = (what, n, str(device))
+        if key not in self._cache:
+            if what == "keys":
+                self._cache[key] = self.keys.to(device)
+            else:
+                j = torch.arange(n, device=device, dtype=torch.long)
+                self._cache[key] = mix32(2 * j + int(what))
+        return self._cache[key]
 
     def __call__(self, draw: int, shape: torch.Size, *, dtype: torch.dtype, device) -> Tensor:
         rows, n = shape[0], math.prod(shape[1:])
         if rows != self.keys.numel():
             raise ValueError(f"noise asked for {rows} rows; it has keys for {self.keys.numel()}")
-        keys = mix32(self.keys.to(device) ^ mix32(torch.tensor(draw, device=device) + 0x27D4EB2F))
-        j = torch.arange(n, device=device, dtype=torch.long)
-        h1 = mix32(keys[:, None] ^ mix32(2 * j))
-        h2 = mix32(keys[:, None] ^ mix32(2 * j + 1))
+        # The draw's hash is a host integer: no tensor is copied to the device (a host sync on
+        # a GPU) inside a sampler's loop.
+        offset = int(mix32(torch.tensor(draw + 0x27D4EB2F)))
+        keys = mix32(self._cached("keys", 0, device) ^ offset)
+        h1 = mix32(keys[:, None] ^ self._cached("0", n, device))
+        h2 = mix32(keys[:, None] ^ self._cached("1", n, device))
         u1 = ((h1 >> 8).float() + 0.5) / 2**24
         u2 = (h2 >> 8).float() / 2**24
         z = torch.sqrt(-2 * torch.log(u1)) * torch.cos(2 * math.pi * u2)
