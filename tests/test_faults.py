@@ -272,6 +272,7 @@ def test_read_only_output_directory(mount_tmpfs, gaussian_collection):
     assert list(read_only.iterdir()) == []
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("prefect_harness")
 def test_full_disk_is_one_line_leaves_no_dataset_and_resumes_after_space_is_freed(
         mount_tmpfs, tmp_path, gaussian_collection):

@@ -97,7 +97,9 @@ def test_metric_invariants(images, other):
     varied = x.flatten(1).std(1) > 1e-3
     if varied.any():
         same = metrics.ssim(x[varied], x[varied])
-        torch.testing.assert_close(same, torch.ones_like(same), rtol=0, atol=1e-5)
+        # 1 up to float32 cancellation: dpcore.metrics.ssim runs torchmetrics in float32, which
+        # gives 0.9996 for a near-constant image (one dark pixel); float64 gives 1 exactly.
+        torch.testing.assert_close(same, torch.ones_like(same), rtol=0, atol=1e-3)
 
 
 @settings(max_examples=15, deadline=None, derandomize=True)
