@@ -112,7 +112,8 @@ def test_shipped_image_model_beats_the_noisy_input(name):
         y = clean + sigma * torch.randn(clean.shape, generator=gen)
         with torch.no_grad():
             gain = _psnr(model(y, sigma), clean) - _psnr(y, clean)
-        assert (gain > 3).all(), (sigma, gain)
+        # every image gains, and by several dB on average (the identity gains nothing)
+        assert (gain > 1).all() and gain.mean() > 4, (sigma, gain)
 
 
 @pytest.mark.parametrize("name", ["pinwheel", "s-curve", "moons"])
