@@ -36,16 +36,17 @@ def psnr(x: Tensor, ref: Tensor, *, data_range: float = 1.0) -> Tensor:
 def ssim(x: Tensor, ref: Tensor, *, data_range: float = 1.0) -> Tensor:
     """Structural similarity per image (Wang et al. 2004; torchmetrics), ``(B,)``.
 
-    The Gaussian window shrinks for images under 11 pixels a side (e.g. 8x8 digits).
+    The Gaussian window shrinks for images under 11 pixels a side (e.g. 8x8 digits). Computed in
+    float64: in float32, ``ssim(x, x)`` of a near-constant image is 0.9996, not 1.
     """
     from torchmetrics.functional.image import structural_similarity_index_measure
 
     side = min(x.shape[-2:])
     kernel = 11 if side >= 11 else (side if side % 2 else side - 1)
     return structural_similarity_index_measure(
-        x.float(), ref.float(), data_range=data_range, reduction="none",
+        x.double(), ref.double(), data_range=data_range, reduction="none",
         kernel_size=kernel, sigma=1.5 * kernel / 11,
-    )
+    ).to(x.dtype)
 
 
 def w2_samples(a: Tensor, b: Tensor, *, n_projections: int = 256, seed: int = 0,

@@ -59,6 +59,7 @@ class RunConfig:
 
 def check_config(config: RunConfig) -> RunConfig:
     """Refuse bad parameters at once, with one line each."""
+    from data.store import check_sigma
     from dpcore.sampler import check_lambdas
 
     check_lambdas(list(config.lambdas))
@@ -66,10 +67,10 @@ def check_config(config: RunConfig) -> RunConfig:
         raise ValueError(f"steps must be >= 1; got {config.steps}")
     if config.chunk_size < 1:
         raise ValueError(f"chunk size must be >= 1; got {config.chunk_size}")
-    if config.sigma is not None and not (0 < config.sigma < 10):
-        raise ValueError(f"sigma must be in (0, 10) (units of the [0, 1] image); got {config.sigma}")
-    if config.add_noise is not None and not (0 < config.add_noise < 10):
-        raise ValueError(f"--add-noise must be in (0, 10); got {config.add_noise}")
+    if config.sigma is not None:
+        check_sigma(config.sigma, "sigma")
+    if config.add_noise is not None:
+        check_sigma(config.add_noise, "--add-noise")
     if config.sigma is not None and config.estimate_sigma:
         raise ValueError("give either --sigma or --estimate-sigma, not both")
     for m in config.methods:

@@ -50,7 +50,7 @@ def test_info_lists_models():
 @pytest.mark.parametrize("args,reason", [
     (["--lambdas", "0,1.5"], "lambdas must lie in [0, 1]"),
     (["--lambdas", "0,zero"], "comma-separated numbers"),
-    (["--sigma", "-0.1"], "sigma must be in (0, 10)"),
+    (["--sigma", "-0.1"], "sigma must be a finite number > 0"),
     (["--sigma", "0.1", "--estimate-sigma"], "either --sigma or --estimate-sigma"),
     (["--add-noise", "0.1", "--methods", "magic"], "unknown method"),
 ])
