@@ -24,7 +24,8 @@ def _mul32(x: Tensor, c: int) -> Tensor:
 
 
 def mix32(x: Tensor) -> Tensor:
-    """A bijective 32-bit avalanche hash of int64 values in ``[0, 2**32)``."""
+    """A bijective 32-bit avalanche hash of int64 values in ``[0, 2**32)`` (a Python int works
+    too, with the same result)."""
     x = x ^ (x >> 16)
     x = _mul32(x, 0x7FEB352D)
     x = x ^ (x >> 15)
@@ -74,9 +75,9 @@ class CounterNoise:
         rows, n = shape[0], math.prod(shape[1:])
         if rows != self.keys.numel():
             raise ValueError(f"noise asked for {rows} rows; it has keys for {self.keys.numel()}")
-        # The draw's hash is a host integer: no tensor is copied to the device (a host sync on
-        # a GPU) inside a sampler's loop.
-        offset = int(mix32(torch.tensor(draw + 0x27D4EB2F)))
+        # The draw's hash in Python integers (mix32 is plain integer arithmetic): nothing is
+        # copied to the device (a host sync on a GPU) inside a sampler's loop.
+        offset = mix32(int(draw) + 0x27D4EB2F)
         keys = mix32(self._cached("keys", 0, device) ^ offset)
         h1 = mix32(keys[:, None] ^ self._cached("0", n, device))
         h2 = mix32(keys[:, None] ^ self._cached("1", n, device))
