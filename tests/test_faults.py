@@ -195,7 +195,7 @@ def corrupt_checkpoint(tmp: Path) -> str:
 RUN_FAULTS = [
     ("negative sigma", ["--sigma", "-0.1"], "sigma must be"),
     ("zero sigma", ["--sigma", "0"], "sigma must be"),
-    ("absurd sigma", ["--sigma", "50"], "sigma must be"),
+    ("absurd sigma", ["--sigma", "50"], "is absurd"),
     ("absurd sigma in [0, 1] units", ["--sigma", "5"], "sigma"),
     ("absurd added noise", ["--add-noise", "-1"], "add-noise"),
     ("nan sigma", ["--sigma", "nan"], "sigma"),
