@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> None:
         ns = sorted(by_n)
         emit(kind="fit_images", images=ns, wall_s=[by_n[n]["wall_s"] for n in ns], **base,
              **linear_fit(ns, [by_n[n]["wall_s"] for n in ns]))
-        lo, hi = min(ns), max(ns)
+        lo, hi = (1000 if 1000 in ns else min(ns)), max(ns)  # the issue asks 1k vs 4k
         emit(kind="memory", images_low=lo, images_high=hi,
              tree_mb_low=by_n[lo]["peak_rss_tree_mb"], tree_mb_high=by_n[hi]["peak_rss_tree_mb"],
              tree_ratio=round(by_n[hi]["peak_rss_tree_mb"] / by_n[lo]["peak_rss_tree_mb"], 3),
