@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
+# The ephemeral Prefect API can take over 20 s to start on a loaded 2-core machine.
+export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 180
 export PREFECT_HOME ?= $(CURDIR)/.prefect
 
 .PHONY: setup demo test lint bench clean
@@ -36,6 +38,7 @@ lint: setup
 
 bench: setup
 	$(BIN)/python benchmarks/schedule_convergence.py
+	$(BIN)/python benchmarks/sampler_throughput.py
 
 clean:
 	rm -rf $(VENV) .prefect out
