@@ -268,7 +268,9 @@ def info(
     if models:
         for row in rows:
             typer.echo(f"model {row['name']}: {row['arch']}, {row['channels']} channel(s), "
-                       f"{row['parameters']:,} parameters, {row['data']}")
+                       f"{row['parameters']:,} parameters, {row['size_mb']} MB; "
+                       f"{row.get('summary') or 'quality not measured'}")
+            typer.echo(f"    data: {row['data']}; card: {row['card']}")
     else:
         typer.echo("models: " + ", ".join(r["name"] for r in rows))
     try:

@@ -45,6 +45,7 @@ def test_info_lists_models():
     assert code == 0
     for row in list_models():
         assert f"model {row['name']}:" in text
+        assert row["summary"] and row["summary"] in text  # the model card's key figure
 
 
 @pytest.mark.parametrize("args,reason", [
