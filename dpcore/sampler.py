@@ -172,7 +172,8 @@ def variance_scaled_dps(
     ``x_{i+1} -= zeta * grad_{x_i} ||y - A D(x_i, sigma_i)||``, the gradient taken through the
     denoiser. ``zeta`` defaults to the operator's ``dps_zeta``, tuned for the default 100 steps
     (the guidance acts once a step, so ``zeta * steps`` is what matters; tests/test_dps.py measures
-    the accuracy reached). ``x_shape`` is the shape of one clean signal. Returns ``(len(lambdas), B, *x_shape)``.
+    the accuracy reached). ``x_shape`` is the shape of one clean signal.
+    Returns ``(len(lambdas), B, *x_shape)``.
     """
     if steps < 1:
         raise ValueError(f"steps must be >= 1; got {steps}")
