@@ -178,9 +178,25 @@ def unconditional_w2(outputs: Tensor, prior_samples: Tensor, **kwargs) -> float:
 # Per-image perception for the frontier.
 
 
+def _patches(images: Tensor, p: int, stride: int, max_patches: int,
+             generator: torch.Generator) -> Tensor:
+    """``(N, C p p, P)`` overlapping patches (``F.unfold`` layout); when there are more than
+    ``max_patches`` positions, ``max_patches`` of them drawn with ``generator``, the same
+    positions for every image."""
+    rows, cols = ((side - p) // stride + 1 for side in images.shape[-2:])
+    if rows * cols <= max_patches:
+        return F.unfold(images, p, stride=stride)
+    pick = torch.randperm(rows * cols, generator=generator)[:max_patches].to(images.device)
+    offsets = torch.arange(p, device=images.device)
+    r = ((pick // cols) * stride)[:, None] + offsets  # (P, p)
+    c = ((pick % cols) * stride)[:, None] + offsets
+    patches = images[:, :, r[:, :, None], c[:, None, :]]  # (N, C, P, p, p)
+    return patches.permute(0, 1, 3, 4, 2).reshape(images.shape[0], -1, max_patches)
+
+
 def patch_sw(x: Tensor, ref: Tensor, *, patch_sizes: tuple[int, ...] = (4, 8), scales: int = 3,
              n_projections: int = 64, stride: int = 1, min_patches: int = 16,
-             seed: int = 0) -> Tensor:
+             max_patches: int = 4096, seed: int = 0) -> Tensor:
     """Multiscale patch sliced-Wasserstein distance between each image and its reference, ``(B,)``.
 
     Each image is treated as the empirical law of its overlapping ``p x p`` patches (all ``C``
@@ -192,16 +208,29 @@ def patch_sw(x: Tensor, ref: Tensor, *, patch_sizes: tuple[int, ...] = (4, 8), s
     images, invariant to where patches sit (a realistic texture with other details scores low;
     a blurred or noisy image scores high). Projections are the same for every image.
 
+    Large images: a configuration with more than ``max_patches`` patch positions uses
+    ``max_patches`` of them, seeded and shared by the image and its reference, so time and memory
+    per image are bounded (a 512 x 512 image has 255k positions of 8 x 8). Images up to about
+    68 x 68 use every position.
+
+    ``x`` may be a stack ``(L, B, C, H, W)`` of outputs for the same references (the lambda
+    grid); the result is then ``(L, B)``, equal to ``L`` separate calls, with the references'
+    projections computed and sorted once.
+
     Like any distance between two finite samples, it is biased towards slightly under-dispersed
     outputs: on a stationary Gaussian texture its minimum over the variance-scaled sampler is at
     lambda ~ 0.75, with lambda = 1 about 3% higher (benchmarks/metrics_validation.py).
     """
-    if x.shape != ref.shape or x.ndim != 4:
-        raise ValueError(f"expected two (B, C, H, W) batches of equal shape; got "
-                         f"{tuple(x.shape)} and {tuple(ref.shape)}")
+    if ref.ndim != 4 or x.ndim not in (4, 5) or x.shape[-4:] != ref.shape:
+        raise ValueError(f"expected (B, C, H, W) or (L, B, C, H, W) outputs and (B, C, H, W) "
+                         f"references of equal image shape; got {tuple(x.shape)} and "
+                         f"{tuple(ref.shape)}")
+    stack = x.shape[:-4] if x.ndim == 5 else (1,)
     gen = torch.Generator().manual_seed(seed)
-    total, count = torch.zeros(x.shape[0], dtype=torch.float64, device=x.device), 0
-    both = torch.cat([x, ref]).double()
+    positions = torch.Generator().manual_seed(seed + 1_000_003)
+    total = torch.zeros(*stack, ref.shape[0], dtype=torch.float64, device=x.device)
+    count = 0
+    both = torch.cat([x.reshape(-1, *ref.shape[1:]), ref]).double()
     for s in range(scales):
         if s > 0:
             if min(both.shape[-2:]) < 2:
@@ -214,21 +243,23 @@ def patch_sw(x: Tensor, ref: Tensor, *, patch_sizes: tuple[int, ...] = (4, 8), s
             if min(n) < 1 or n[0] * n[1] < min_patches:
                 continue
             theta = (theta / theta.norm(dim=1, keepdim=True)).to(both.device)
-            proj = (theta @ F.unfold(both, p, stride=stride)).sort(dim=-1).values
-            px, pr = proj.chunk(2)
-            total += (px - pr).pow(2).mean((1, 2))
+            proj = (theta @ _patches(both, p, stride, max_patches, positions)).sort(dim=-1).values
+            px, pr = proj[:-ref.shape[0]], proj[-ref.shape[0]:]
+            total += (px.view(*stack, *pr.shape) - pr).pow(2).mean((-2, -1))
             count += 1
     if count == 0:
         raise ValueError(f"images of size {tuple(x.shape[-2:])} are too small for patch sizes "
                          f"{patch_sizes} with at least {min_patches} patches")
-    return (total / count).sqrt().to(x.dtype)
+    out = (total / count).sqrt().to(x.dtype)
+    return out if x.ndim == 5 else out[0]
 
 
 PERCEPTION_KINDS = {
     "patch_sw": (
         "multiscale patch sliced-Wasserstein distance between the reconstruction and its clean "
         "reference (dpcore.metrics.patch_sw): overlapping 4x4 and 8x8 patches at 3 dyadic "
-        "scales, 64 seeded unit projections, sqrt of the mean squared sliced W2; intensity "
+        "scales, 64 seeded unit projections, at most 4096 seeded patch positions per scale and "
+        "size, sqrt of the mean squared sliced W2; intensity "
         "units, 0 for identical images; compares patch statistics, not pixel positions; "
         "slightly favours under-dispersed outputs (finite-sample bias)"
     ),
@@ -245,6 +276,7 @@ def perception_index(x: Tensor, ref: Tensor, *, kind: str = DEFAULT_PERCEPTION,
                      seed: int = 0) -> Tensor:
     """The per-image ``perception`` variable of the frontier, ``(B,)``: lower is better.
 
+    ``x`` may be a stack ``(L, B, C, H, W)`` of outputs for the same references (``(L, B)``).
     ``kind`` names the definition (``PERCEPTION_KINDS[kind]``, store it in the dataset attrs).
     The default, ``patch_sw``, needs no network; the learned kinds need ``model``, the matching
     ``dpcore.perceptual.LPIPS`` / ``DISTS`` module built from ``data.weights``.
@@ -255,6 +287,8 @@ def perception_index(x: Tensor, ref: Tensor, *, kind: str = DEFAULT_PERCEPTION,
         return patch_sw(x, ref, seed=seed)
     if model is None:
         raise ValueError(f"perception kind {kind!r} needs model= (a dpcore.perceptual module)")
+    if x.ndim == 5:
+        return torch.stack([model(xl, ref) for xl in x])
     return model(x, ref)
 
 

@@ -12,11 +12,10 @@ from prefect.futures import as_completed
 
 from flows import progress
 from tasks.aggregate import aggregate
+from tasks.chunk import process_chunk, warm_worker
 from tasks.common import FRONTIER, REPORT, RUN_JSON, STORE, WORK, RunConfig, atomic_write_text, check_config
 from tasks.ingest import check_model, ingest, list_chunks
-from tasks.measure import measure_chunk
 from tasks.report import report
-from tasks.sample import sample_chunk
 
 
 def check_out(source: str, out: str | Path) -> None:
@@ -56,17 +55,34 @@ def prepare_run_dir(out: Path, config: RunConfig, *, overwrite: bool, resume: bo
     atomic_write_text(run_json, config.to_json())
 
 
+def dask_client():
+    """The Dask client of the running flow's task runner (None on another runner)."""
+    runner = FlowRunContext.get().task_runner
+    return getattr(runner, "client", None)
+
+
 def gpu_annotation():
-    """Ask Dask for one GPU per sampling task when the cluster has GPU workers."""
+    """Ask Dask for one GPU per chunk task when the cluster has GPU workers."""
     import dask
 
     from flows.cluster import has_gpu_workers
 
-    runner = FlowRunContext.get().task_runner
-    client = getattr(runner, "client", None)
+    client = dask_client()
     if client is not None and has_gpu_workers(client):
         return dask.annotate(resources={"GPU": 1})
     return nullcontext()
+
+
+def warm_workers(model: str) -> list:
+    """Have every worker import the chunk task and load the model now, while the flow ingests
+    (plain Dask futures, pinned one per worker; ``[]`` if the runner is not Dask). A failure
+    there is not reported: the chunks that need the model report it."""
+    client = dask_client()
+    if client is None:
+        return []
+    workers = list(client.scheduler_info().get("workers", {}))
+    return [client.submit(warm_worker, model, workers=[w], allow_other_workers=False, pure=False)
+            for w in workers]
 
 
 def make_config(*, source: str, sigma: float | None, estimate_sigma: bool,
@@ -83,25 +99,26 @@ def make_config(*, source: str, sigma: float | None, estimate_sigma: bool,
 @flow(name="frontier-pipeline")
 def frontier_pipeline(out: str, config: RunConfig) -> dict:
     """The work itself, on whatever task runner the caller attached."""
+    # The workers import and load the model while the flow ingests.
+    warming = warm_workers(config.model)
     # Ingest: the collection becomes the run's chunked store (once; resumed runs reuse it).
     store = ingest(out, config)
     chunks = list_chunks(store)
     check_model(store, config.model)
-    # Sample and measure: one task pair per chunk, spread over the Dask workers.
+    # Sample and measure: one task per chunk, spread over the Dask workers.
     with gpu_annotation():
-        sampled = [sample_chunk.submit(store, g, k, out, config) for g, k in chunks]
-        measured = [measure_chunk.submit(store, g, k, out, config, wait_for=[s])
-                    for (g, k), s in zip(chunks, sampled, strict=True)]
+        futures = [process_chunk.submit(store, g, k, out, config) for g, k in chunks]
     failures, done = {}, 0
-    for _ in as_completed(measured):
+    for _ in as_completed(futures):
         done += 1
         progress.report(done, len(chunks))
-    for (g, k), s, m in zip(chunks, sampled, measured, strict=True):
-        for state in (s.state, m.state):
-            if state.is_failed() or state.is_crashed():
-                error = state.result(raise_on_failure=False)
-                failures[(g, k)] = f"{type(error).__name__}: {error}".splitlines()[0]
-                break
+    for (g, k), future in zip(chunks, futures, strict=True):
+        future.wait()  # the final state the worker returned, not the API's possibly older one
+        state = future.state
+        if state.is_failed() or state.is_crashed():
+            error = state.result(raise_on_failure=False)
+            failures[(g, k)] = f"{type(error).__name__}: {error}".splitlines()[0]
+    del warming
     good = [c for c in chunks if c not in failures]
     if not good:
         first = next(iter(failures.values()), "no chunks")

@@ -28,6 +28,10 @@ def perception_definition(has_clean: bool) -> str:
     return PERCEPTION_DEFINITION if has_clean else NO_REFERENCE_DEFINITION
 
 
+def as_numpy(values: torch.Tensor) -> np.ndarray:
+    return values.detach().double().cpu().numpy()
+
+
 def run_metrics(store_path: str, group: str, chunk_index: int, run_dir: str,
                 config: RunConfig) -> Path:
     """The body of :func:`measure_chunk`."""
@@ -55,17 +59,19 @@ def run_metrics(store_path: str, group: str, chunk_index: int, run_dir: str,
         if not good.any():
             break
         x = torch.from_numpy(denoised[m][:, good])  # (L, b, C, H, W)
+        # On the worker's device (a GPU worker measures on its GPU); values come back as float64.
+        xd, yd, refd = (None if t is None else t.to(device) for t in (x, y, ref))
+        if refd is not None:  # the whole lambda grid at once: the references' patches once
+            values["perception"][m][:, good] = as_numpy(
+                metrics.perception_index(xd, refd, seed=config.seed))
         for l in range(L):
-            if ref is not None:
-                values["mse"][m, l, good] = metrics.mse(x[l], ref).numpy()
-                values["psnr"][m, l, good] = metrics.psnr(x[l], ref).numpy()
-                values["ssim"][m, l, good] = metrics.ssim(x[l], ref).numpy()
-            if ref is not None:
-                index = metrics.perception_index(x[l], ref, seed=config.seed)
+            if refd is not None:
+                values["mse"][m, l, good] = as_numpy(metrics.mse(xd[l], refd))
+                values["psnr"][m, l, good] = as_numpy(metrics.psnr(xd[l], refd))
+                values["ssim"][m, l, good] = as_numpy(metrics.ssim(xd[l], refd))
             else:  # no reference: how far the residual is from the measurement noise
-                index = metrics.residual_noise_distance(y, x[l], sigma, seed=config.seed,
-                                                        sample_ids=ids)
-            values["perception"][m, l, good] = index.double().numpy()
+                values["perception"][m, l, good] = as_numpy(metrics.residual_noise_distance(
+                    yd, xd[l], sigma.to(device), seed=config.seed, sample_ids=ids))
         if config.sure:
             model = get_denoiser(config.model, device)
 

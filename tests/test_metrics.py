@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from dpcore import metrics
 from dpcore.denoisers import GaussianDenoiser
@@ -162,3 +163,34 @@ def test_residual_noise_distance_prefers_posterior_samples():
     # The MMSE residual has std sigma^2 / sqrt(0.5 + sigma^2), about 0.65 sigma, not sigma.
     assert at_mmse > 1.15 * truth
     assert abs(at_post - truth) < 0.15 * truth
+
+
+def test_patch_sw_stack_of_outputs_equals_separate_calls():
+    ref = textured(3, 24)
+    outs = torch.stack([ref + s * torch.randn(ref.shape, generator=gen(5)) for s in (0.0, 0.1, 0.3)])
+    stacked = metrics.patch_sw(outs, ref, seed=2)
+    assert stacked.shape == (3, 3)
+    torch.testing.assert_close(stacked, torch.stack([metrics.patch_sw(o, ref, seed=2) for o in outs]),
+                               rtol=0, atol=0)
+    assert stacked[0].eq(0).all() and (stacked[1] < stacked[2]).all()
+    torch.testing.assert_close(metrics.perception_index(outs, ref, seed=2), stacked)
+    with pytest.raises(ValueError, match="equal image shape"):
+        metrics.patch_sw(outs[:, :2], ref)
+
+
+def test_patch_sw_large_images_use_a_bounded_seeded_subset_of_patches():
+    # The subset is the unfold columns at seeded positions, shared by every image.
+    images = torch.rand(2, 3, 21, 19, generator=gen(3), dtype=torch.float64)
+    picked = metrics._patches(images, 4, 2, 30, torch.Generator().manual_seed(9))
+    pick = torch.randperm(9 * 8, generator=torch.Generator().manual_seed(9))[:30]
+    torch.testing.assert_close(picked, F.unfold(images, 4, stride=2)[..., pick], rtol=0, atol=0)
+    # Bounded: below the cap nothing changes; above it, identical images still score 0 and the
+    # subset estimate stays close to the full one.
+    x = textured(2, 64)
+    y = x + 0.1 * torch.randn(x.shape, generator=gen(6))
+    full = metrics.patch_sw(y, x, max_patches=10**6)
+    assert torch.equal(metrics.patch_sw(y, x, max_patches=61 * 61), full)
+    sub = metrics.patch_sw(y, x, max_patches=1024)
+    assert not torch.equal(sub, full)
+    torch.testing.assert_close(sub, full, rtol=0.05, atol=0)
+    assert metrics.patch_sw(x, x, max_patches=512).eq(0).all()

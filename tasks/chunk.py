@@ -1,0 +1,39 @@
+"""One chunk, end to end on one worker: sample the lambda grid, then measure every output.
+
+One Prefect task per chunk rather than one per stage: each task run costs Prefect a fixed
+0.1-0.4 s in the worker (context hydration, client, state changes; benchmarks/pipeline_overhead.py
+and docs/performance.md), which is a large share of a small chunk's work. The stages still write
+their own files (``.work/<chunk>.denoised.npz``, ``.metrics.npz``), so an interrupted run resumes
+at the stage it had reached.
+"""
+
+from __future__ import annotations
+
+from prefect import task
+from prefect.cache_policies import NONE
+
+from tasks.common import RunConfig, get_denoiser
+from tasks.measure import run_metrics
+from tasks.sample import run_sampler, set_threads
+
+
+@task(name="process-chunk", cache_policy=NONE)
+def process_chunk(store_path: str, group: str, chunk_index: int, run_dir: str,
+                  config: RunConfig) -> str:
+    """Denoise one chunk at every lambda and method, then its per-image metrics; returns the path
+    of ``.work/<chunk>.metrics.npz``."""
+    run_sampler(store_path, group, chunk_index, run_dir, config)
+    return str(run_metrics(store_path, group, chunk_index, run_dir, config))
+
+
+def warm_worker(model: str) -> bool:
+    """Import the chunk task's dependencies and load the model into the worker's cache, so that
+    the first chunk does not pay for them (run on every worker while the flow ingests)."""
+    import dpcore.metrics  # noqa: F401
+    import dpcore.sampler  # noqa: F401
+    import dpcore.sure  # noqa: F401
+    from tasks.common import device_name
+
+    set_threads()
+    get_denoiser(model, device_name())
+    return True
