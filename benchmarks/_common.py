@@ -12,6 +12,7 @@ import platform
 import statistics
 import time
 from collections.abc import Callable
+from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
 
@@ -161,3 +162,37 @@ def make_source(path: Path, images: int, side: int = 16) -> Path:
             x = F.adaptive_avg_pool2d(x, side)
         np.save(path, (x.clamp(0, 1) * 255).round().to(torch.uint8).numpy())
     return path
+
+
+@contextmanager
+def persistent_api(env: dict, *, timeout: float = 180):
+    """A ``prefect server start`` on a free loopback port for the block's duration; yields the
+    environment with ``PREFECT_API_URL`` pointing at it (what a lab box or a cluster runs once)."""
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    url = f"http://127.0.0.1:{port}/api"
+    server = subprocess.Popen(
+        [str(Path(sys.executable).parent / "prefect"), "server", "start", "--host", "127.0.0.1",
+         "--port", str(port), "--no-ui"], env=dict(env, PREFECT_SERVER_UI_ENABLED="false"),
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/health", timeout=2):
+                    break
+            except OSError:
+                if server.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"prefect server on port {port} did not come up") from None
+                time.sleep(0.5)
+        yield dict(env, PREFECT_API_URL=url)
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=60)

@@ -7,7 +7,8 @@ the maths; the sampler-only time of the direct side is reported too. Each side r
 process (fresh interpreter, RSS of it and its children sampled every 0.2 s).
 
 The fixed start-up (imports, Prefect API start, Dask cluster start, model load) is measured as
-a run on one small chunk, and in its parts; the overhead beyond it is
+a run on one small chunk, and in its parts, and once more against a running API server
+(``prefect server start``, PREFECT_API_URL); the overhead beyond it is
 
     (T_flow(N) - T_flow(one chunk)) / (T_direct(N) - T_direct(one chunk)) - 1
 
@@ -28,10 +29,27 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from benchmarks._common import Emitter, machine, make_source, results_path, run_monitored  # noqa: E402
+from benchmarks._common import (  # noqa: E402
+    Emitter,
+    machine,
+    make_source,
+    persistent_api,
+    results_path,
+    run_monitored,
+)
 
 DEFAULTS = {"model": "fashion-mnist", "side": 16, "lambdas": "0,0.5,1", "steps": 4,
             "chunk_size": 128, "add_noise": 0.1, "seed": 0}
+
+
+def commit() -> str:
+    """The code's git commit (with ``+`` when the tree has changes), for the results' provenance."""
+    import subprocess
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True).stdout.strip()
+
+    return git("rev-parse", "--short", "HEAD") + ("+" if git("status", "--porcelain", "-uno") else "")
 
 
 def source(tmp: Path, images: int) -> Path:
@@ -166,7 +184,7 @@ def main(argv: list[str] | None = None) -> None:
     settings = dict(source=f"fashion-mnist test images pooled to {DEFAULTS['side']}x"
                     f"{DEFAULTS['side']} (.npy)", model=DEFAULTS["model"], lambdas=args.lambdas,
                     steps=args.steps, chunk_size=args.chunk_size, workers=args.workers,
-                    sure=False, metrics_included=True)
+                    sure=False, metrics_included=True, commit=commit())
     with tempfile.TemporaryDirectory(prefix="dpflow-bench-") as tmp:
         env = bench_env(Path(tmp) / "prefect")
         emit(kind="startup_parts", **startup_parts(env), **machine())
@@ -184,6 +202,17 @@ def main(argv: list[str] | None = None) -> None:
                  flow_peak_rss_tree_mb=f["peak_rss_tree_mb"], direct_wall_s=d["wall_s"],
                  direct_peak_rss_mb=d["peak_rss_tree_mb"],
                  direct_phases={k: round(v, 3) for k, v in phases.items()},
+                 flow_stderr=f["stderr_tail"] if f["rc"] else "")
+        # The same one-chunk run against a running API server (``prefect server start`` once,
+        # PREFECT_API_URL exported): the start-up without the temporary API's.
+        with persistent_api(env) as api_env:
+            src = source(Path(tmp), args.small)
+            kw = dict(lambdas=args.lambdas, steps=args.steps, chunk_size=args.chunk_size)
+            f = run_monitored(flow_cmd(src, Path(tmp) / "run-api", workers=args.workers, **kw),
+                              env=api_env)
+            emit(kind="startup_persistent_api", images=args.small, **settings,
+                 flow_wall_s=f["wall_s"], flow_rc=f["rc"],
+                 ephemeral_api_flow_wall_s=runs[args.small][0]["wall_s"],
                  flow_stderr=f["stderr_tail"] if f["rc"] else "")
         f0, d0, p0 = runs[args.small]
         for n in args.images:

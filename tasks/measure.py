@@ -8,8 +8,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from prefect import task
-from prefect.cache_policies import NONE
 
 from data.store import read_chunk
 from tasks.common import WORK, RunConfig, atomic_savez, chunk_name, device_name, get_denoiser
@@ -34,7 +32,8 @@ def as_numpy(values: torch.Tensor) -> np.ndarray:
 
 def run_metrics(store_path: str, group: str, chunk_index: int, run_dir: str,
                 config: RunConfig) -> Path:
-    """The body of :func:`measure_chunk`."""
+    """Per-image metrics of one sampled chunk; write OUT/.work/<chunk>.metrics.npz (the second
+    stage of :func:`tasks.chunk.process_chunk`)."""
     from dpcore import metrics
 
     path = Path(run_dir) / WORK / f"{chunk_name(group, chunk_index)}.metrics.npz"
@@ -82,10 +81,3 @@ def run_metrics(store_path: str, group: str, chunk_index: int, run_dir: str,
             values["sure_mse"][m][:, good] = sure_mse_grid(
                 f, y, sigma, fy=x, seed=config.seed, sample_ids=ids).double().numpy()
     return atomic_savez(path, index=np.asarray(chunk["index"]), **values)
-
-
-@task(name="measure-chunk", cache_policy=NONE)
-def measure_chunk(store_path: str, group: str, chunk_index: int, run_dir: str,
-                  config: RunConfig) -> str:
-    """Per-image metrics of one sampled chunk; write OUT/.work/<chunk>.metrics.npz."""
-    return str(run_metrics(store_path, group, chunk_index, run_dir, config))

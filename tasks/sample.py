@@ -7,8 +7,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from prefect import task
-from prefect.cache_policies import NONE
 
 from data.store import read_chunk
 from tasks.common import K_MAX, WORK, RunConfig, atomic_savez, chunk_name, device_name, get_denoiser
@@ -72,7 +70,8 @@ def set_threads() -> None:
 
 def run_sampler(store_path: str, group: str, chunk_index: int, run_dir: str,
                 config: RunConfig) -> Path:
-    """The body of :func:`sample_chunk` (plain function, for tests and reuse)."""
+    """Denoise one chunk at every lambda and method; write OUT/.work/<chunk>.denoised.npz
+    (the first stage of :func:`tasks.chunk.process_chunk`)."""
     path = Path(run_dir) / WORK / f"{chunk_name(group, chunk_index)}.denoised.npz"
     if path.exists():  # finished before an interruption: never recompute
         return path
@@ -93,10 +92,3 @@ def run_sampler(store_path: str, group: str, chunk_index: int, run_dir: str,
             out[m][:, good] = denoise_grid(model, y, s, config, method, ids).float().cpu().numpy()
     return atomic_savez(path, denoised=out, index=np.asarray(chunk["index"]),
                         reasons=np.asarray(reasons, dtype=str))
-
-
-@task(name="sample-chunk", cache_policy=NONE)
-def sample_chunk(store_path: str, group: str, chunk_index: int, run_dir: str,
-                 config: RunConfig) -> str:
-    """Denoise one chunk at every lambda and method; write OUT/.work/<chunk>.denoised.npz."""
-    return str(run_sampler(store_path, group, chunk_index, run_dir, config))
