@@ -47,27 +47,49 @@ def worker_env(threads: int = 1) -> dict[str, str]:
     return env
 
 
+def spawn_environ() -> dict:
+    """Dask's environment for new worker processes, less ``MALLOC_TRIM_THRESHOLD_``.
+
+    Dask sets it to 64 KiB so that workers hand memory back to the OS; that also fixes glibc's
+    mmap threshold, so every tensor over 128 KiB is mapped and unmapped at each allocation. On
+    the sampler and metrics that doubled the CPU time (half of it page faults in the kernel;
+    ``docs/performance.md``). Workers keep glibc's adaptive defaults instead.
+    """
+    import dask
+
+    environ = dict(dask.config.get("distributed.nanny.pre-spawn-environ", {}))
+    environ.pop("MALLOC_TRIM_THRESHOLD_", None)
+    return environ
+
+
 def local_cluster(n_workers: int | None = None, threads: int = 1, gpus: int | None = None):
     """One worker process per GPU (resources {"GPU": 1}, CUDA_VISIBLE_DEVICES pinned), or without
     a GPU ``n_workers`` single-threaded CPU worker processes (default: half the cores, 1 to 4)."""
+    import dask
     import distributed
     import torch
 
     gpus = torch.cuda.device_count() if gpus is None else gpus
     env = worker_env(threads)
-    if gpus:
-        workers = {
-            f"gpu-{i}": {"cls": distributed.Nanny, "options": {
-                "nthreads": 1, "resources": {"GPU": 1},
-                "env": {**env, "CUDA_VISIBLE_DEVICES": str(i)}}}
-            for i in range(gpus if n_workers is None else min(gpus, n_workers))
-        }
-        scheduler = {"cls": distributed.Scheduler, "options": {"dashboard_address": ":0"}}
-        return distributed.SpecCluster(workers=workers, scheduler=scheduler, silence_logs=40)
-    if n_workers is None:
-        n_workers = max(1, min(4, (os.cpu_count() or 2) // 2))
-    return distributed.LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True,
-                                    dashboard_address=":0", env=env, silence_logs=40)
+    # Nannies read the spawn environment and the workers' config when they are built, i.e.
+    # inside the constructors. The workers' statistical profiler (a stack sample of the task
+    # thread every 10 ms) is off: it cost the sampler about a third of its CPU time.
+    with dask.config.set({"distributed.nanny.pre-spawn-environ": spawn_environ(),
+                          "distributed.worker.profile.enabled": False}):
+        if gpus:
+            workers = {
+                f"gpu-{i}": {"cls": distributed.Nanny, "options": {
+                    "nthreads": 1, "resources": {"GPU": 1},
+                    "env": {**env, "CUDA_VISIBLE_DEVICES": str(i)}}}
+                for i in range(gpus if n_workers is None else min(gpus, n_workers))
+            }
+            scheduler = {"cls": distributed.Scheduler, "options": {"dashboard_address": ":0"}}
+            return distributed.SpecCluster(workers=workers, scheduler=scheduler, silence_logs=40)
+        if n_workers is None:
+            n_workers = max(1, min(4, (os.cpu_count() or 2) // 2))
+        return distributed.LocalCluster(n_workers=n_workers, threads_per_worker=1,
+                                        processes=True, dashboard_address=":0", env=env,
+                                        silence_logs=40)
 
 
 def task_runner(workers: int | None = None, dask_address: str | None = None):

@@ -107,3 +107,30 @@ def test_gpu_cluster_pins_one_device_per_worker(prefect_harness):
         with dask.annotate(resources={"GPU": 1}):
             futures = client.map(lambda i: os.environ["CUDA_VISIBLE_DEVICES"], range(4), pure=False)
         assert set(client.gather(futures)) <= {"0", "1"}
+
+
+def worker_settings() -> tuple:
+    import dask
+
+    return (os.environ.get("MALLOC_TRIM_THRESHOLD_"), os.environ.get("OMP_NUM_THREADS"),
+            dask.config.get("distributed.worker.profile.enabled"))
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("gpus", [0, 1])
+def test_local_workers_run_without_malloc_trimming_or_profiler(prefect_harness, gpus):
+    """Dask's default MALLOC_TRIM_THRESHOLD_ and stack profiler doubled the sampler's CPU time in
+    a worker (docs/performance.md); the project's workers run without them, one thread each,
+    and the calling process keeps its own Dask settings."""
+    import dask
+    from distributed import Client
+
+    from flows.cluster import local_cluster
+
+    before = dask.config.get("distributed.nanny.pre-spawn-environ")
+    with local_cluster(1, gpus=gpus) as cluster, Client(cluster) as client:
+        client.wait_for_workers(1, timeout=120)
+        assert list(client.run(worker_settings).values()) == [(None, "1", False)]
+    assert dask.config.get("distributed.nanny.pre-spawn-environ") == before
+    assert "MALLOC_TRIM_THRESHOLD_" in before and dask.config.get("distributed.worker.profile.enabled")
