@@ -4,8 +4,10 @@ existing scheduler, wrapped in Prefect's DaskTaskRunner.
 Past one machine, start a scheduler and workers with dask-jobqueue (SLURM, PBS: e.g.
 ``SLURMCluster(cores=8, processes=1, job_extra_directives=["--gres=gpu:1"],
 worker_extra_args=["--resources", "GPU=1"])``) or dask-kubernetes, and pass the scheduler's
-address with ``--dask-address``. Give GPU workers ``--resources GPU=1`` so that sampling tasks,
-which ask for one GPU each, land there; the workers need PREFECT_API_URL in their environment.
+address with ``--dask-address``. Give GPU workers ``--resources GPU=1`` so that chunk tasks,
+which ask for one GPU each, land there; the workers need PREFECT_API_URL in their environment,
+and should run without ``MALLOC_TRIM_THRESHOLD_`` and without the worker profiler
+(``DASK_DISTRIBUTED__WORKER__PROFILE__ENABLED=False``), as the local cluster's do.
 """
 
 from __future__ import annotations
