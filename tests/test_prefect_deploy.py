@@ -6,8 +6,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,15 +14,11 @@ from pathlib import Path
 
 import pytest
 
+from tests.processes import free_port, stop
+
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 PREFECT = str(BIN / "prefect")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_healthy(url: str, proc: subprocess.Popen, timeout: float) -> None:
@@ -39,17 +33,6 @@ def wait_healthy(url: str, proc: subprocess.Popen, timeout: float) -> None:
         except OSError:
             time.sleep(1)
     raise TimeoutError(f"prefect server at {url} not healthy after {timeout} s")
-
-
-def stop(proc: subprocess.Popen) -> None:
-    """End a process this test started, and its children (its own session), by id."""
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(10)
 
 
 @pytest.mark.slow
