@@ -4,9 +4,11 @@
   padded from 28 x 28 to 32 x 32 with zeros (the background value).
 - scikit-image's bundled sample images, grayscale, with a FIXED split BY SOURCE IMAGE:
   train = cell, microaneurysms, hubble_deep_field, immunohistochemistry, retina, brick, grass,
-  gravel (microscopy, astronomy, ophthalmology, material textures); held-out = moon, coins,
-  camera (a lunar surface, a metal-coin photograph, a natural scene none of the training images
-  resembles). No patch of a held-out image is ever seen in training.
+  gravel (microscopy, astronomy, ophthalmology, material textures) plus the bundled photographs
+  astronaut, chelsea, coffee, rocket, clock, page, text (edges, smooth shading and print, which
+  the scientific images alone lack); held-out = moon, coins, camera (a lunar surface, a
+  metal-coin photograph, a natural scene). No patch of a held-out image is ever seen in
+  training. Every image that needs a download (``cells3d``, ``kidney``, ...) is left out.
 - scikit-learn's digits (8 x 8) for fast tests, and 2-D toy priors (pinwheel, S-curve, moons).
 - A user's own clean collection: a folder of images or a ``.npy`` array.
 
@@ -25,7 +27,8 @@ import numpy as np
 FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
 SCI_SPLITS: dict[str, tuple[str, ...]] = {
     "train": ("cell", "microaneurysms", "hubble_deep_field", "immunohistochemistry", "retina",
-              "brick", "grass", "gravel"),
+              "brick", "grass", "gravel",
+              "astronaut", "chelsea", "coffee", "rocket", "clock", "page", "text"),
     "test": ("moon", "coins", "camera"),
 }
 TOY2D = ("pinwheel", "s-curve", "moons")

@@ -39,7 +39,8 @@ DEFAULTS = {
 DATA_DESCRIPTIONS = {
     "fashion-mnist": "Fashion-MNIST train split (60000 images, Debian dataset-fashion-mnist), "
                      "zero-padded to 32x32, random horizontal flips",
-    "sci-patches": "random 32x32 crops (with the 8 flips/rotations) of scikit-image's "
+    "sci-patches": "random 32x32 crops (with the 8 flips/rotations, each image equally likely) of "
+                   "scikit-image's "
                    f"{', '.join(datasets.SCI_SPLITS['train'])} in grayscale; held out: "
                    f"{', '.join(datasets.SCI_SPLITS['test'])}",
     "digits": "scikit-learn digits (1797 images, 8x8)",
@@ -80,10 +81,13 @@ def image_sampler(images: torch.Tensor, *, crop: int | None, flips: str):
 
 
 def patches_sampler(images: list[np.ndarray], size: int):
-    """Random ``size`` crops with the 8 flips/rotations, from images of different sizes."""
+    """Random ``size`` crops with the 8 flips/rotations, each image equally likely.
+
+    Equal weights, not weights by area: otherwise the largest images (retina, mostly dark
+    background) would supply most of the crops.
+    """
     tensors = [torch.from_numpy(2 * im - 1)[None, None] for im in images]
-    weights = torch.tensor([(t.shape[-2] - size + 1) * (t.shape[-1] - size + 1) for t in tensors],
-                           dtype=torch.float64)
+    weights = torch.ones(len(tensors), dtype=torch.float64)
     per_image = [image_sampler(t, crop=size, flips="all") for t in tensors]
 
     def sample(generator: torch.Generator, batch_size: int) -> torch.Tensor:
