@@ -211,11 +211,11 @@ def main() -> None:
             images = list(datasets.sci_images("test").values())
             tiles = datasets.sci_patches("test", 32)
             idx = np.random.default_rng(0).permutation(len(tiles))
-            n_fd = min(n_fd, 300)
-            quality = eval_image_model(name, images, tiles[idx[:n_fd]], tiles[idx[n_fd:]])
+            n_sci = min(n_fd, 300)  # a local count: later models keep n_fd
+            quality = eval_image_model(name, images, tiles[idx[:n_sci]], tiles[idx[n_sci:]])
             quality["held_out"] = (f"whole held-out images {', '.join(datasets.SCI_SPLITS['test'])}"
-                                   f" (PSNR); {n_fd} of their 32x32 tiles denoised and the other "
-                                   f"{len(tiles) - n_fd} as reference (Frechet)")
+                                   f" (PSNR); {n_sci} of their 32x32 tiles denoised and the other "
+                                   f"{len(tiles) - n_sci} as reference (Frechet)")
         else:
             raise SystemExit(f"no evaluation for {name!r}")
         quality["eval_seconds"] = round(time.perf_counter() - start, 1)
