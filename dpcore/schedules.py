@@ -19,6 +19,7 @@ DEFAULT_RHO = 2.0
 
 def _unit_to_sigmas(unit: Tensor, sigma_max: Tensor | float) -> Tensor:
     sigma_max = torch.as_tensor(sigma_max, dtype=torch.float64)
+    unit = unit.to(sigma_max.device)  # the grid is built on the CPU; sigma_max may be on a GPU
     unit = torch.cat([unit, unit.new_zeros(1)])
     return unit.reshape((-1,) + (1,) * sigma_max.ndim) * sigma_max
 
