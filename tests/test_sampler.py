@@ -178,3 +178,13 @@ def test_nan_in_y_is_refused():
     y = torch.tensor([[0.0, float("nan")]], dtype=torch.float64)
     with pytest.raises(ValueError, match="NaN or Inf"):
         variance_scaled_denoise(prior, y, 0.5, [0.0])
+
+
+@pytest.mark.parametrize("name", ["karras", "geometric", "linear"])
+def test_schedules_live_on_the_device_of_sigma_max(name):
+    """The sampler builds its schedule from sigma_y on the images' device; a grid left on the CPU
+    broke every CUDA run (the meta device stands in for a GPU here)."""
+    from dpcore.schedules import get_schedule
+
+    sigmas = get_schedule(name)(5, torch.ones(3, dtype=torch.float64, device="meta"))
+    assert sigmas.device.type == "meta" and sigmas.shape == (6, 3)
