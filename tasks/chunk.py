@@ -29,6 +29,8 @@ def process_chunk(store_path: str, group: str, chunk_index: int, run_dir: str,
 def warm_worker(model: str) -> bool:
     """Import the chunk task's dependencies and load the model into the worker's cache, so that
     the first chunk does not pay for them (run on every worker while the flow ingests)."""
+    import torchmetrics.functional.image  # noqa: F401 (ssim and psnr import it on first use)
+
     import dpcore.metrics  # noqa: F401
     import dpcore.sampler  # noqa: F401
     import dpcore.sure  # noqa: F401

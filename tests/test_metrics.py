@@ -181,8 +181,8 @@ def test_patch_sw_stack_of_outputs_equals_separate_calls():
 def test_patch_sw_large_images_use_a_bounded_seeded_subset_of_patches():
     # The subset is the unfold columns at seeded positions, shared by every image.
     images = torch.rand(2, 3, 21, 19, generator=gen(3), dtype=torch.float64)
-    picked = metrics._patches(images, 4, 2, 30, torch.Generator().manual_seed(9))
     pick = torch.randperm(9 * 8, generator=torch.Generator().manual_seed(9))[:30]
+    picked = metrics._patches(images, 4, 2, pick)
     torch.testing.assert_close(picked, F.unfold(images, 4, stride=2)[..., pick], rtol=0, atol=0)
     # Bounded: below the cap nothing changes; above it, identical images still score 0 and the
     # subset estimate stays close to the full one.
@@ -194,3 +194,14 @@ def test_patch_sw_large_images_use_a_bounded_seeded_subset_of_patches():
     assert not torch.equal(sub, full)
     torch.testing.assert_close(sub, full, rtol=0.05, atol=0)
     assert metrics.patch_sw(x, x, max_patches=512).eq(0).all()
+
+
+def test_patch_sw_does_not_depend_on_the_image_block():
+    # Images are measured in blocks to bound memory; one image per block gives the same values,
+    # and the CPU's NumPy sort agrees with torch's.
+    ref = textured(5, 24)
+    outs = torch.stack([ref + s * torch.randn(ref.shape, generator=gen(7)) for s in (0.05, 0.2)])
+    whole = metrics.patch_sw(outs, ref, seed=1)
+    assert torch.equal(metrics.patch_sw(outs, ref, seed=1, block_elements=1), whole)
+    v = torch.randn(3, 4, 50, generator=gen(8), dtype=torch.float64)
+    assert torch.equal(metrics._sort_last(v), v.sort(dim=-1).values)
