@@ -258,11 +258,21 @@ def _write_skipped(root: Any, skipped: list[Skipped]) -> None:
             array[:] = np.asarray(values, dtype=str)
 
 
+MAX_AUTO_CHUNK = 4096
+
+
+def auto_chunk_size(shape: tuple[int, ...], chunk_pixels: int) -> int:
+    """Images of ``shape`` (C, H, W) per chunk so that a chunk holds about ``chunk_pixels``
+    pixels: at least 1, at most ``MAX_AUTO_CHUNK``."""
+    return int(max(1, min(MAX_AUTO_CHUNK, chunk_pixels // int(np.prod(shape)))))
+
+
 def write_collection(
     collection: Collection | str | os.PathLike,
     store_path: str | os.PathLike,
     *,
-    chunk_size: int = 64,
+    chunk_size: int | None = 64,
+    chunk_pixels: int = 2**19,
     sigma: float | None = None,
     estimate_sigma: bool = False,
     add_noise: float | None = None,
@@ -276,18 +286,23 @@ def write_collection(
     MAD) or ``add_noise`` (benchmark: images are clean, seeded noise is added) sets sigma, in
     units of the [0, 1]-scaled image. Images are streamed; at most one chunk per group is held
     in memory. Raises ValueError when no image could be read (with the first skip reasons).
+
+    ``chunk_size=None`` sizes each group's chunks from its image shape: :func:`auto_chunk_size`
+    with ``chunk_pixels`` pixels per chunk.
     """
     mode = _sigma_mode(sigma, estimate_sigma, add_noise)
-    if isinstance(chunk_size, bool) or not isinstance(chunk_size, int | np.integer) \
-            or chunk_size < 1:
-        raise ValueError(f"chunk_size must be an integer >= 1; got {chunk_size!r}")
+    if chunk_size is not None and (isinstance(chunk_size, bool) or chunk_size < 1
+                                   or not isinstance(chunk_size, int | np.integer)):
+        raise ValueError(f"chunk_size must be an integer >= 1 or None (automatic); "
+                         f"got {chunk_size!r}")
     if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
         raise ValueError(f"seed must be an integer >= 0; got {seed!r}")
     if not isinstance(collection, Collection):
         collection = open_collection(collection)
     import zarr
 
-    config = dict(source=collection.source, chunk_size=int(chunk_size), sigma_mode=mode,
+    config = dict(source=collection.source,
+                  chunk_size=None if chunk_size is None else int(chunk_size), sigma_mode=mode,
                   sigma=None if sigma is None else float(sigma),
                   add_noise=None if add_noise is None else float(add_noise), seed=int(seed))
     with atomic_output(store_path, overwrite=overwrite) as temporary:
@@ -312,7 +327,9 @@ def write_collection(
                 continue
             shape = tuple(item.array.shape)
             if shape not in writers:
-                writers[shape] = _GroupWriter(root, f"g{len(writers)}", shape, int(chunk_size),
+                size = auto_chunk_size(shape, chunk_pixels) if chunk_size is None \
+                    else int(chunk_size)
+                writers[shape] = _GroupWriter(root, f"g{len(writers)}", shape, size,
                                               mode == "benchmark")
             writers[shape].add({**values, "index": n_images})
             n_images += 1

@@ -141,7 +141,9 @@ def frontier(
     steps: Annotated[int, typer.Option(help="Sampler steps.")] = 20,
     model: Annotated[str, typer.Option(help="Shipped model name, checkpoint path, or "
                                        "gaussian:<prior.npz>.")] = DEMO_MODEL,
-    chunk_size: Annotated[int, typer.Option(help="Images per chunk (unit of work).")] = 16,
+    chunk_size: Annotated[int | None, typer.Option(
+        help="Images per chunk (unit of work). Default: from the image size, about 2M pixels x "
+             "lambdas per chunk on CPU workers, 8M on GPU workers.")] = None,
     workers: Annotated[int | None, typer.Option(help="Local Dask workers (default: one per "
                                                 "GPU, else half the cores).")] = None,
     dask_address: Annotated[str | None, typer.Option(help="Use this Dask scheduler instead.")]

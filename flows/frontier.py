@@ -61,16 +61,19 @@ def dask_client():
     return getattr(runner, "client", None)
 
 
-def gpu_annotation():
-    """Ask Dask for one GPU per chunk task when the cluster has GPU workers."""
-    import dask
-
+def on_gpu() -> bool:
+    """Whether the flow's Dask cluster has GPU workers."""
     from flows.cluster import has_gpu_workers
 
     client = dask_client()
-    if client is not None and has_gpu_workers(client):
-        return dask.annotate(resources={"GPU": 1})
-    return nullcontext()
+    return client is not None and has_gpu_workers(client)
+
+
+def gpu_annotation(gpu: bool):
+    """Ask Dask for one GPU per chunk task when the cluster has GPU workers."""
+    import dask
+
+    return dask.annotate(resources={"GPU": 1}) if gpu else nullcontext()
 
 
 def warm_workers(model: str) -> list:
@@ -87,7 +90,7 @@ def warm_workers(model: str) -> list:
 
 def make_config(*, source: str, sigma: float | None, estimate_sigma: bool,
                 add_noise: float | None, seed: int, lambdas: list[float], steps: int, model: str,
-                chunk_size: int, methods: list[str], sure: bool,
+                chunk_size: int | None, methods: list[str], sure: bool,
                 keep_denoised: bool = True) -> RunConfig:
     """The checked run configuration (raises ValueError with one line on a bad parameter)."""
     return check_config(RunConfig(
@@ -102,11 +105,12 @@ def frontier_pipeline(out: str, config: RunConfig) -> dict:
     # The workers import and load the model while the flow ingests.
     warming = warm_workers(config.model)
     # Ingest: the collection becomes the run's chunked store (once; resumed runs reuse it).
-    store = ingest(out, config)
+    gpu = on_gpu()
+    store = ingest(out, config, gpu)
     chunks = list_chunks(store)
     check_model(store, config.model)
     # Sample and measure: one task per chunk, spread over the Dask workers.
-    with gpu_annotation():
+    with gpu_annotation(gpu):
         futures = [process_chunk.submit(store, g, k, out, config) for g, k in chunks]
     failures, done = {}, 0
     for _ in as_completed(futures):
@@ -143,7 +147,7 @@ def frontier(
     lambdas: list[float] = [0.0, 0.25, 0.5, 0.75, 1.0],  # noqa: B006 (Prefect parameter)
     steps: int = 20,
     model: str = "sci-patches",
-    chunk_size: int = 16,
+    chunk_size: int | None = None,
     methods: list[str] = ["variance-scaled"],  # noqa: B006
     workers: int | None = None,
     dask_address: str | None = None,

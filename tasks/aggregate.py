@@ -65,7 +65,7 @@ def build_frontier(store_path: str, chunks: list[tuple[str, int]], run_dir: str,
     }
     ds = assemble(records, lambdas=list(config.lambdas), methods=list(config.methods), attrs=attrs,
                   has_clean=any(r["has_clean"] for r in records), has_sure=config.sure,
-                  chunk=config.chunk_size)
+                  chunk=max(g.chunk_size for g in store.groups.values()))
     return write_frontier(ds, Path(run_dir) / FRONTIER, overwrite=True)
 
 

@@ -7,13 +7,14 @@ from pathlib import Path
 from prefect import task
 from prefect.cache_policies import NONE
 
-from tasks.common import STORE, RunConfig, retry_io_errors
+from tasks.common import STORE, RunConfig, chunk_pixels, retry_io_errors
 
 
 @task(name="ingest", retries=1, retry_delay_seconds=2,
       retry_condition_fn=retry_io_errors, cache_policy=NONE)
-def ingest(run_dir: str, config: RunConfig) -> str:
-    """Write the collection store of ``config.source`` under ``run_dir`` (kept when complete)."""
+def ingest(run_dir: str, config: RunConfig, gpu: bool = False) -> str:
+    """Write the collection store of ``config.source`` under ``run_dir`` (kept when complete);
+    ``gpu``: the chunks go to GPU workers (larger automatic chunks)."""
     from data.store import open_store, write_collection
 
     store_path = Path(run_dir) / STORE
@@ -23,7 +24,8 @@ def ingest(run_dir: str, config: RunConfig) -> str:
             return str(store_path)
         except ValueError:
             pass  # interrupted write: start it again
-    write_collection(config.source, store_path, chunk_size=config.chunk_size, sigma=config.sigma,
+    write_collection(config.source, store_path, chunk_size=config.chunk_size,
+                     chunk_pixels=chunk_pixels(config, gpu), sigma=config.sigma,
                      estimate_sigma=config.estimate_sigma, add_noise=config.add_noise,
                      seed=config.seed, overwrite=True)
     return str(store_path)

@@ -18,6 +18,7 @@ from data.collection import Collection, ImageRecord, Scaling, open_collection
 from data.store import (
     OutputExistsError,
     OutputWriteError,
+    auto_chunk_size,
     noise_for,
     open_store,
     read_chunk,
@@ -72,6 +73,19 @@ def test_mixed_sizes_make_two_groups_and_keep_every_pixel(tmp_path, rng):
         assert stored[image.id]["sources"] == image.source
     assert sorted(int(v["index"]) for v in stored.values()) == list(range(8))
     assert info.attrs["sigma_mode"] == "given" and info.attrs["seed"] == 0
+
+
+def test_automatic_chunks_hold_a_pixel_budget_per_image_size(tmp_path, rng):
+    assert auto_chunk_size((1, 16, 16), 1024) == 4
+    assert auto_chunk_size((3, 512, 512), 1024) == 1  # never 0
+    assert auto_chunk_size((1, 2, 2), 2**30) == 4096  # capped
+    # Each size group gets its own: 16x16 images 4 to a chunk, 24x20 images 2 to a chunk.
+    info = write_collection(_folder(tmp_path, rng), tmp_path / "s.zarr", chunk_size=None,
+                            chunk_pixels=1024, sigma=0.05)
+    assert {g: grp.chunk_size for g, grp in info.groups.items()} == {"g0": 4, "g1": 2}
+    assert [(u.group, u.start, u.stop) for u in info.chunks] == [
+        ("g0", 0, 4), ("g0", 4, 5), ("g1", 0, 2), ("g1", 2, 3)]
+    assert info.attrs["chunk_size"] is None
 
 
 def test_benchmark_noise_does_not_depend_on_chunk_size_or_skips(tmp_path, rng):
@@ -136,7 +150,7 @@ def test_estimated_sigma_close_to_truth(tmp_path):
     (dict(add_noise=-1.0), "add_noise must be a finite number > 0"),
     (dict(), "noise level unknown"),
     (dict(sigma=0.1, add_noise=0.1), "choose one of"),
-    (dict(sigma=0.1, chunk_size=0), "chunk_size must be an integer >= 1"),
+    (dict(sigma=0.1, chunk_size=0), "chunk_size must be an integer >= 1 or None"),
     (dict(sigma=0.1, seed=-3), "seed must be an integer >= 0"),
 ])
 def test_bad_parameters(tmp_path, kwargs, message):

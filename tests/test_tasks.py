@@ -204,3 +204,24 @@ def test_without_denoised_images_metrics_stay_and_export_refuses(gaussian_collec
     with pytest.raises(ValueError, match="no denoised images"):
         export_frontier(str(tmp_path / "run" / "frontier.zarr"), str(tmp_path / "x.zarr"),
                         point="knee")
+
+
+def test_automatic_chunk_size_follows_the_grid_and_the_workers(gaussian_collection, tmp_path):
+    from dataclasses import replace
+
+    from data.store import auto_chunk_size, open_store
+    from tasks.common import CHUNK_ROW_PIXELS, chunk_pixels
+
+    images, prior = gaussian_collection
+    config = RunConfig(source=str(images), model=f"gaussian:{prior}", add_noise=SIGMA,
+                       lambdas=LAMS, methods=("variance-scaled", "interpolate"))
+    assert config.chunk_size is None  # automatic by default
+    # A chunk is one sampler batch of lambdas x methods rows per image.
+    assert chunk_pixels(config, gpu=False) == CHUNK_ROW_PIXELS["cpu"] // 6
+    assert chunk_pixels(config, gpu=True) == CHUNK_ROW_PIXELS["gpu"] // 6
+    assert chunk_pixels(replace(config, lambdas=(0.0, 1.0)), gpu=False) > chunk_pixels(config,
+                                                                                     gpu=False)
+    for gpu in (False, True):
+        store = open_store(ingest.fn(str(tmp_path / f"run-{gpu}"), config, gpu))
+        for group in store.groups.values():
+            assert group.chunk_size == auto_chunk_size(group.shape[1:], chunk_pixels(config, gpu))
