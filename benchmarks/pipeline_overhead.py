@@ -39,7 +39,7 @@ from benchmarks._common import (  # noqa: E402
 )
 
 DEFAULTS = {"model": "fashion-mnist", "side": 16, "lambdas": "0,0.5,1", "steps": 4,
-            "chunk_size": 128, "add_noise": 0.1, "seed": 0}
+            "chunk_size": None, "add_noise": 0.1, "seed": 0}  # chunk_size None: the flow's automatic
 
 
 def commit() -> str:
@@ -76,7 +76,7 @@ def flow_cmd(src: Path, out: Path, *, workers: int = 1, lambdas: str | None = No
             "--add-noise", str(DEFAULTS["add_noise"]), "--seed", str(DEFAULTS["seed"]),
             "--model", DEFAULTS["model"], "--lambdas", lambdas or DEFAULTS["lambdas"],
             "--steps", str(steps or DEFAULTS["steps"]),
-            "--chunk-size", str(chunk_size or DEFAULTS["chunk_size"]),
+            *(["--chunk-size", str(chunk_size)] if chunk_size else []),
             "--workers", str(workers), "--no-sure", "--overwrite"]
 
 
@@ -84,11 +84,12 @@ def direct_cmd(src: Path, *, lambdas: str | None = None, steps: int | None = Non
                chunk_size: int | None = None, metrics: bool = True) -> list[str]:
     cmd = [sys.executable, str(Path(__file__).resolve()), "direct", "--source", str(src),
            "--lambdas", lambdas or DEFAULTS["lambdas"], "--steps", str(steps or DEFAULTS["steps"]),
-           "--chunk-size", str(chunk_size or DEFAULTS["chunk_size"])]
+           *(["--chunk-size", str(chunk_size)] if chunk_size else [])]
     return cmd if metrics else [*cmd, "--no-metrics"]
 
 
-def direct(src: Path, lambdas: list[float], steps: int, chunk_size: int, metrics: bool) -> dict:
+def direct(src: Path, lambdas: list[float], steps: int, chunk_size: int | None,
+           metrics: bool) -> dict:
     """The work of the flow without the flow: read, add the same seeded noise, sample each chunk
     (same seed and sample ids), compute the same per-image metrics. Seconds per phase."""
     t0 = time.perf_counter()
@@ -108,6 +109,11 @@ def direct(src: Path, lambdas: list[float], steps: int, chunk_size: int, metrics
     t_read = time.perf_counter()
     model = load_denoiser(DEFAULTS["model"])
     t_model = time.perf_counter()
+    if not chunk_size:  # the flow's automatic size on CPU workers (one method)
+        from data.store import auto_chunk_size
+        from tasks.common import CHUNK_ROW_PIXELS
+
+        chunk_size = auto_chunk_size(clean.shape[1:], CHUNK_ROW_PIXELS["cpu"] // len(lambdas))
     sample_s = metric_s = 0.0
     for start in range(0, images, chunk_size):
         y, ref = noisy[start:start + chunk_size], clean[start:start + chunk_size]
@@ -122,7 +128,7 @@ def direct(src: Path, lambdas: list[float], steps: int, chunk_size: int, metrics
             for xl in x:
                 M.mse(xl, ref), M.psnr(xl, ref), M.ssim(xl, ref)
         metric_s += time.perf_counter() - t
-    return {"import_s": t_import - t0, "read_s": t_read - t_import,
+    return {"chunk_size": chunk_size, "import_s": t_import - t0, "read_s": t_read - t_import,
             "model_load_s": t_model - t_read, "sample_s": sample_s, "metrics_s": metric_s,
             "total_s": time.perf_counter() - t0}
 
@@ -164,7 +170,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--small", type=int, default=128, help="one-chunk run: the start-up")
     parser.add_argument("--lambdas", default=DEFAULTS["lambdas"])
     parser.add_argument("--steps", type=int, default=DEFAULTS["steps"])
-    parser.add_argument("--chunk-size", type=int, default=DEFAULTS["chunk_size"])
+    parser.add_argument("--chunk-size", type=int, default=DEFAULTS["chunk_size"],
+                        help="images per chunk (default: the flow's automatic size)")
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--no-metrics", action="store_true")
     parser.add_argument("--no-save", action="store_true")
@@ -183,7 +190,7 @@ def main(argv: list[str] | None = None) -> None:
     emit = Emitter(None if args.no_save else results_path("pipeline", "cpu"), "pipeline_overhead")
     settings = dict(source=f"fashion-mnist test images pooled to {DEFAULTS['side']}x"
                     f"{DEFAULTS['side']} (.npy)", model=DEFAULTS["model"], lambdas=args.lambdas,
-                    steps=args.steps, chunk_size=args.chunk_size, workers=args.workers,
+                    steps=args.steps, chunk_size=args.chunk_size or "auto", workers=args.workers,
                     sure=False, metrics_included=True, commit=commit())
     with tempfile.TemporaryDirectory(prefix="dpflow-bench-") as tmp:
         env = bench_env(Path(tmp) / "prefect")

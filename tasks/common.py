@@ -57,11 +57,12 @@ class RunConfig:
         return {k: v for k, v in raw.items() if k != "extra"}
 
 
-# Pixels of one sampler batch (images x lambdas x methods x pixels) under the automatic chunk
-# size: on a CPU about 1-2 minutes of work per chunk at the default 20 steps (so the ~0.3 s a
-# Prefect task run costs is under 1%), on a GPU about 1.6k 32x32 images at 5 lambdas (8k rows,
-# about 16 GB of activations for the shipped UNets in fp32). --chunk-size overrides it.
-CHUNK_ROW_PIXELS = {"cpu": 2**21, "gpu": 2**23}
+# Pixel-rows of one sampler batch (images x lambdas x methods x pixels) under the automatic chunk
+# size. CPU: 2048 rows of 16x16 (683 images at 3 lambdas), 20-60 s of work at the default 20
+# steps, so the ~0.3 s a Prefect task run costs is about 1%, and about 1 GB of UNet activations
+# (2**21 measured 5.5 GB of peak RSS for the flow). GPU: 8192 rows of 32x32 (1638 images at 5
+# lambdas), about 16 GB of activations for the shipped UNets in fp32. --chunk-size overrides it.
+CHUNK_ROW_PIXELS = {"cpu": 2**19, "gpu": 2**23}
 
 
 def chunk_pixels(config: RunConfig, gpu: bool) -> int:
