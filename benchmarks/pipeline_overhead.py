@@ -24,6 +24,7 @@ import os
 import sys
 import tempfile
 import time
+from contextlib import ExitStack, nullcontext
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -174,6 +175,9 @@ def main(argv: list[str] | None = None) -> None:
                         help="images per chunk (default: the flow's automatic size)")
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--no-metrics", action="store_true")
+    parser.add_argument("--persistent-api", action="store_true",
+                        help="every flow run against one running `prefect server` (removes the "
+                             "ephemeral API's 10-28 s start, the noisiest part of the start-up)")
     parser.add_argument("--no-save", action="store_true")
     args = parser.parse_args(argv)
     if args.mode == "startup":
@@ -191,10 +195,13 @@ def main(argv: list[str] | None = None) -> None:
     settings = dict(source=f"fashion-mnist test images pooled to {DEFAULTS['side']}x"
                     f"{DEFAULTS['side']} (.npy)", model=DEFAULTS["model"], lambdas=args.lambdas,
                     steps=args.steps, chunk_size=args.chunk_size or "auto", workers=args.workers,
-                    sure=False, metrics_included=True, commit=commit())
-    with tempfile.TemporaryDirectory(prefix="dpflow-bench-") as tmp:
+                    sure=False, metrics_included=True, commit=commit(),
+                    api="persistent" if args.persistent_api else "ephemeral")
+    with tempfile.TemporaryDirectory(prefix="dpflow-bench-") as tmp, ExitStack() as stack:
         env = bench_env(Path(tmp) / "prefect")
         emit(kind="startup_parts", **startup_parts(env), **machine())
+        if args.persistent_api:
+            env = stack.enter_context(persistent_api(env))
         runs = {}
         # Interleaved: flow then direct at each size, the one-chunk run first.
         for n in [args.small, *args.images]:
@@ -212,7 +219,7 @@ def main(argv: list[str] | None = None) -> None:
                  flow_stderr=f["stderr_tail"] if f["rc"] else "")
         # The same one-chunk run against a running API server (``prefect server start`` once,
         # PREFECT_API_URL exported): the start-up without the temporary API's.
-        with persistent_api(env) as api_env:
+        with persistent_api(env) if not args.persistent_api else nullcontext(env) as api_env:
             src = source(Path(tmp), args.small)
             kw = dict(lambdas=args.lambdas, steps=args.steps, chunk_size=args.chunk_size)
             f = run_monitored(flow_cmd(src, Path(tmp) / "run-api", workers=args.workers, **kw),
