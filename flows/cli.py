@@ -142,7 +142,7 @@ def frontier(
     model: Annotated[str, typer.Option(help="Shipped model name, checkpoint path, or "
                                        "gaussian:<prior.npz>.")] = DEMO_MODEL,
     chunk_size: Annotated[int | None, typer.Option(
-        help="Images per chunk (unit of work). Default: from the image size, about 0.5M pixels x "
+        help="Images per chunk (unit of work). Default: from the image size, about 0.26M pixels x "
              "lambdas per chunk on CPU workers, 8M on GPU workers.")] = None,
     workers: Annotated[int | None, typer.Option(help="Local Dask workers (default: one per "
                                                 "GPU, else half the cores).")] = None,

@@ -58,11 +58,13 @@ class RunConfig:
 
 
 # Pixel-rows of one sampler batch (images x lambdas x methods x pixels) under the automatic chunk
-# size. CPU: 2048 rows of 16x16 (683 images at 3 lambdas), 20-60 s of work at the default 20
-# steps, so the ~0.3 s a Prefect task run costs is about 1%, and about 1 GB of UNet activations
-# (2**21 measured 5.5 GB of peak RSS for the flow). GPU: 8192 rows of 32x32 (1638 images at 5
-# lambdas), about 16 GB of activations for the shipped UNets in fp32. --chunk-size overrides it.
-CHUNK_ROW_PIXELS = {"cpu": 2**19, "gpu": 2**23}
+# size. CPU: 2**18, e.g. 1024 rows of 16x16 (341 images at 3 lambdas, 204 at 5): 4-20 s of work
+# at 4-20 steps, so the ~0.3 s a Prefect task run costs is 1-7%. Larger CPU batches are slower per
+# image (same process, 1228 16x16 images at 5 lambdas: chunks of 48-204 take 13.5-15.5 s, 409
+# take 18.5 s, 1228 take 29.2 s): their activations pass glibc's 32 MiB mmap ceiling, so each is
+# mapped afresh (page faults). GPU: 2**23, 8192 rows of 32x32 (1638 images at 5 lambdas), about
+# 16 GB of activations for the shipped UNets in fp32. --chunk-size overrides it.
+CHUNK_ROW_PIXELS = {"cpu": 2**18, "gpu": 2**23}
 
 
 def chunk_pixels(config: RunConfig, gpu: bool) -> int:
