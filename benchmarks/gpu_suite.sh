@@ -128,7 +128,10 @@ EOF
             --format=csv,noheader,nounits -lms 100 > "$OUT/smi.csv" &
         smi=$!
     fi
-    t2=$(date +%s.%N); frontier "$(left 150)" /tmp/e2e-big.npy /tmp/run-big; r1=$?
+    # INFO: each chunk logs its sampling and measuring times (tasks/chunk.py).
+    t2=$(date +%s.%N)
+    PREFECT_LOGGING_LEVEL=INFO PREFECT_LOGGING_LOGGERS_PREFECT_TASK_RUNS_LEVEL=INFO \
+        frontier "$(left 150)" /tmp/e2e-big.npy /tmp/run-big; r1=$?
     t3=$(date +%s.%N)
     [ $has_smi = 1 ] && kill $smi
     # A persistent API, what a lab box runs once: the start-up without the ephemeral server.

@@ -9,8 +9,13 @@ at the stage it had reached.
 
 from __future__ import annotations
 
+import logging
+import time
+
 from prefect import task
 from prefect.cache_policies import NONE
+from prefect.exceptions import MissingContextError
+from prefect.logging import get_run_logger
 
 from tasks.common import RunConfig, get_denoiser
 from tasks.measure import run_metrics
@@ -22,8 +27,21 @@ def process_chunk(store_path: str, group: str, chunk_index: int, run_dir: str,
                   config: RunConfig) -> str:
     """Denoise one chunk at every lambda and method, then its per-image metrics; returns the path
     of ``.work/<chunk>.metrics.npz``."""
+    start = time.perf_counter()
     run_sampler(store_path, group, chunk_index, run_dir, config)
-    return str(run_metrics(store_path, group, chunk_index, run_dir, config))
+    sampled = time.perf_counter()
+    path = run_metrics(store_path, group, chunk_index, run_dir, config)
+    _logger().info("chunk %s/%d: sampled in %.2f s, measured in %.2f s", group, chunk_index,
+                   sampled - start, time.perf_counter() - sampled)
+    return str(path)
+
+
+def _logger() -> logging.Logger | logging.LoggerAdapter:
+    """The task run's logger (its lines reach the Prefect UI), or a plain one outside a run."""
+    try:
+        return get_run_logger()
+    except MissingContextError:
+        return logging.getLogger("dpflow.chunk")
 
 
 def warm_worker(model: str) -> bool:
