@@ -110,11 +110,12 @@ def direct(src: Path, lambdas: list[float], steps: int, chunk_size: int | None,
     t_read = time.perf_counter()
     model = load_denoiser(DEFAULTS["model"])
     t_model = time.perf_counter()
-    if not chunk_size:  # the flow's automatic size on CPU workers (one method)
+    if not chunk_size:  # the flow's automatic size on CPU workers
         from data.store import auto_chunk_size
-        from tasks.common import CHUNK_ROW_PIXELS
+        from tasks.common import RunConfig, chunk_pixels
 
-        chunk_size = auto_chunk_size(clean.shape[1:], CHUNK_ROW_PIXELS["cpu"] // len(lambdas))
+        config = RunConfig(source=str(src), lambdas=tuple(lambdas))
+        chunk_size = auto_chunk_size(clean.shape[1:], chunk_pixels(config, gpu=False))
     sample_s = metric_s = 0.0
     for start in range(0, images, chunk_size):
         y, ref = noisy[start:start + chunk_size], clean[start:start + chunk_size]

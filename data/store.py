@@ -291,8 +291,9 @@ def write_collection(
     with ``chunk_pixels`` pixels per chunk.
     """
     mode = _sigma_mode(sigma, estimate_sigma, add_noise)
-    if chunk_size is not None and (isinstance(chunk_size, bool) or chunk_size < 1
-                                   or not isinstance(chunk_size, int | np.integer)):
+    if chunk_size is not None and (isinstance(chunk_size, bool)
+                                   or not isinstance(chunk_size, int | np.integer)
+                                   or chunk_size < 1):
         raise ValueError(f"chunk_size must be an integer >= 1 or None (automatic); "
                          f"got {chunk_size!r}")
     if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:

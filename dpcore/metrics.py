@@ -242,7 +242,10 @@ def patch_sw(x: Tensor, ref: Tensor, *, patch_sizes: tuple[int, ...] = (4, 8), s
         raise ValueError(f"images of size {tuple(x.shape[-2:])} are too small for patch sizes "
                          f"{patch_sizes} with at least {min_patches} patches")
     x = x.reshape(*stack, *ref.shape)
-    widest = max((len(pick) if pick is not None else n) for _, _, _, pick, n in configs)
+    # Directions and positions go to the images' device once, not once per block.
+    configs = [(scale, p, theta.to(x.device), None if pick is None else pick.to(x.device), n)
+               for scale, p, theta, pick, n in configs]
+    widest = max(n for *_, n in configs)
     block = max(1, block_elements // ((stack[0] + 1) * n_projections * widest))
     total = torch.zeros(*stack, ref.shape[0], dtype=torch.float64, device=x.device)
     for b0 in range(0, ref.shape[0], block):
@@ -252,7 +255,7 @@ def patch_sw(x: Tensor, ref: Tensor, *, patch_sizes: tuple[int, ...] = (4, 8), s
         for scale, p, theta, pick, _ in configs:
             while level < scale:
                 both, level = F.avg_pool2d(both, 2), level + 1
-            proj = _sort_last(theta.to(both.device) @ _patches(both, p, stride, pick))
+            proj = _sort_last(theta @ _patches(both, p, stride, pick))
             px, pr = proj[:-rb.shape[0]], proj[-rb.shape[0]:]
             total[:, b0:b0 + block] += (px.view(*stack, *pr.shape) - pr).pow(2).mean((-2, -1))
     out = (total / len(configs)).sqrt().to(x.dtype)
@@ -262,9 +265,10 @@ def patch_sw(x: Tensor, ref: Tensor, *, patch_sizes: tuple[int, ...] = (4, 8), s
 def _patch_configs(image: torch.Size, patch_sizes: tuple[int, ...], scales: int,
                    n_projections: int, stride: int, min_patches: int, max_patches: int,
                    seed: int) -> list[tuple[int, int, Tensor, Tensor | None, int]]:
-    """``patch_sw``'s configurations ``(scale, p, theta, pick, positions)`` for images of shape
+    """``patch_sw``'s configurations ``(scale, p, theta, pick, n)`` for images of shape
     ``(C, H, W)``: the seeded unit directions and, above ``max_patches`` positions, the seeded
-    subset of positions, drawn in a fixed order so that every image gets the same ones."""
+    subset ``pick`` of positions, drawn in a fixed order so that every image gets the same ones;
+    ``n`` patches are used."""
     gen = torch.Generator().manual_seed(seed)
     positions = torch.Generator().manual_seed(seed + 1_000_003)
     channels, size = image[0], list(image[-2:])
@@ -284,7 +288,7 @@ def _patch_configs(image: torch.Size, patch_sizes: tuple[int, ...], scales: int,
             pick = None
             if n[0] * n[1] > max_patches:
                 pick = torch.randperm(n[0] * n[1], generator=positions)[:max_patches]
-            configs.append((s, p, theta, pick, n[0] * n[1]))
+            configs.append((s, p, theta, pick, n[0] * n[1] if pick is None else len(pick)))
     return configs
 
 
